@@ -1,0 +1,19 @@
+"""``GET /credits?limit=&cursor=``: the balance and the ledger, newest first."""
+
+import flask
+
+from shared import credits as ledger
+from shared.web import bearer_user, endpoint, page, respond
+
+
+@endpoint("GET")
+def credits(request: flask.Request) -> flask.Response:
+    user_id = bearer_user(request)
+    limit, cursor = page(request)
+    entries, next_cursor = ledger.history(user_id, limit, cursor)
+    body = {
+        "credits": ledger.balance(user_id),
+        "transactions": [e.model_dump(mode="json") for e in entries],
+        "next_cursor": next_cursor,
+    }
+    return respond(body)

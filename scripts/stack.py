@@ -1,0 +1,225 @@
+"""Start and stop the local stack: Firestore emulator, Cloud Tasks emulator, local
+model server and the functions server. Used by ``scripts/dev`` and the tests.
+
+Every child runs in its own session, is remembered by PID and stopped by that
+PID (SIGTERM, then SIGKILL), so nothing is left holding a port.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FIRESTORE_JAR = Path("/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud-firestore-emulator.jar")
+MODEL_VENV = ROOT / ".venv-model"
+PROJECT = "demo-aijobs"
+DEV_JWT_SECRET = "dev-only-jwt-secret-not-for-production-use"  # = shared.settings.DEV_JWT_SECRET
+
+
+class StackError(RuntimeError):
+    """A part of the stack could not be started; the message says what to do."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def firestore_jar() -> Path:
+    if not FIRESTORE_JAR.exists():
+        raise StackError(
+            f"The Firestore emulator jar is missing ({FIRESTORE_JAR}).\n"
+            "Install it with: gcloud components install cloud-firestore-emulator\n"
+            "  (or on Debian: apt-get install google-cloud-cli-firestore-emulator), and Java 17+."
+        )
+    return FIRESTORE_JAR
+
+
+def model_file() -> Path:
+    found = glob.glob(str(MODEL_VENV / "lib" / "python3*" / "site-packages" / "**" / "*.gguf"), recursive=True)
+    if not found:
+        raise StackError("no .gguf model in .venv-model: run scripts/_setup model")
+    return Path(found[0])
+
+
+def latest_export(directory: Path) -> Path | None:
+    found = sorted(directory.glob("**/*.overall_export_metadata"))
+    return found[-1] if found else None
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self, grace: float = 5.0) -> None:
+        if self.popen.poll() is not None:
+            return
+        # Signal the child's own process group: gunicorn's workers go with it.
+        try:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            self.popen.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait()
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@dataclass
+class Stack:
+    """One local stack. Ports default to fresh free ones (tests); ``scripts/dev`` pins them."""
+
+    functions_port: int = field(default_factory=free_port)
+    firestore_port: int = field(default_factory=free_port)
+    tasks_port: int = field(default_factory=free_port)
+    model_port: int = field(default_factory=free_port)
+    log_dir: Path = ROOT / ".run" / "logs"
+    import_dir: Path | None = ROOT / "emulator-export"
+    ai_base_url: str | None = None
+    """An OpenAI-compatible endpoint; ``None`` starts the local model server."""
+    extra_env: dict[str, str] = field(default_factory=dict)
+    tasks_max_retries: int = 20
+    processes: list[Process] = field(default_factory=list)
+    worker_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.functions_port}"
+
+    @property
+    def queue(self) -> str:
+        return f"projects/{PROJECT}/locations/us-central1/queues/aijobs-jobs"
+
+    def env(self) -> dict[str, str]:
+        """The environment of the functions (also used by tests to talk to the emulators)."""
+        return {
+            "APP_ENV": "local",
+            "GOOGLE_CLOUD_PROJECT": PROJECT,
+            "FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{self.firestore_port}",
+            "TASKS_EMULATOR_HOST": f"127.0.0.1:{self.tasks_port}",
+            "TASKS_LOCATION": "us-central1",
+            "TASKS_QUEUE": "aijobs-jobs",
+            "WORKER_URL": f"{self.base_url}/worker",
+            "WORKER_SECRET": self.worker_secret,
+            "JWT_SECRET": DEV_JWT_SECRET,
+            "AI_BASE_URL": self.ai_base_url or f"http://127.0.0.1:{self.model_port}/v1",
+            "AI_API_KEY": "local",
+            "AI_MODEL": "smollm2",
+            "AI_IMAGE_MODEL": "",  # the local model cannot draw: generate_image is refused (422)
+            **self.extra_env,
+        }
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Process:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_dir / f"{name}.log"
+        with log.open("wb") as out:
+            popen = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=ROOT, env={**os.environ, **(env or {})}, start_new_session=True,
+            )
+        process = Process(name, popen, log)
+        self.processes.append(process)
+        return process
+
+    def _wait(self, process: Process, port: int, timeout: float, path: str | None = None) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.popen.poll() is not None:
+                raise StackError(f"{process.name} exited ({process.popen.returncode}):\n{process.tail()}")
+            if port_in_use(port):
+                if path is None:
+                    return
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2)
+                    return
+                except OSError:
+                    pass
+            time.sleep(0.1)
+        raise StackError(f"{process.name} did not come up on port {port} in {timeout:.0f}s:\n{process.tail()}")
+
+    def check_ports(self, with_model: bool) -> None:
+        ports = {"functions": self.functions_port, "firestore": self.firestore_port, "tasks": self.tasks_port}
+        if with_model:
+            ports["model"] = self.model_port
+        busy = [f"{name} ({port})" for name, port in ports.items() if port_in_use(port)]
+        if busy:
+            raise StackError("ports already in use: " + ", ".join(busy))
+
+    def start_firestore(self) -> None:
+        argv = ["java", "-Duser.language=en", "-cp", str(firestore_jar()),
+                "com.google.cloud.datastore.emulator.firestore.CloudFirestore",
+                "--host", "127.0.0.1", "--port", str(self.firestore_port), "--project_id", PROJECT]
+        export = latest_export(self.import_dir) if self.import_dir else None
+        if export is not None:
+            argv += ["--import-data", str(export)]
+        self._wait(self._spawn("firestore", argv), self.firestore_port, 60)
+
+    def start_tasks(self) -> None:
+        argv = [sys.executable, str(ROOT / "scripts" / "tasks_emulator.py"),
+                str(self.tasks_port), self.queue, str(self.tasks_max_retries)]
+        self._wait(self._spawn("tasks", argv), self.tasks_port, 30)
+
+    def start_model(self) -> None:
+        argv = [str(MODEL_VENV / "bin" / "python"), "-m", "llama_cpp.server", "--model", str(model_file()),
+                "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(self.model_port),
+                "--n_threads", "2", "--interrupt_requests", "False"]
+        self._wait(self._spawn("model", argv), self.model_port, 120, "/v1/models")
+
+    def start_functions(self, threads: int = 16) -> None:
+        argv = [sys.executable, "-m", "gunicorn", "--chdir", str(ROOT / "scripts"), "--workers", "1",
+                "--threads", str(threads), "--bind", f"127.0.0.1:{self.functions_port}",
+                "--timeout", "0", "--graceful-timeout", "3", "--no-control-socket", "devserver:app"]
+        env = {**self.env(), "PYTHONPATH": str(ROOT)}
+        self._wait(self._spawn("functions", argv, env), self.functions_port, 60)
+
+    def start(self) -> None:
+        with_model = self.ai_base_url is None
+        self.check_ports(with_model)
+        try:
+            self.start_firestore()
+            self.start_tasks()
+            if with_model:
+                self.start_model()
+            self.start_functions()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+        self.processes.clear()
+
+    def export(self, directory: Path) -> None:
+        """Write the emulator's data to ``directory`` (what ``scripts/dev`` imports)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        body = json.dumps({"database": f"projects/{PROJECT}/databases/(default)",
+                           "export_directory": str(directory)}).encode()
+        url = f"http://127.0.0.1:{self.firestore_port}/emulator/v1/projects/{PROJECT}:export"
+        urllib.request.urlopen(urllib.request.Request(url, body, {"Content-Type": "application/json"}), timeout=30)

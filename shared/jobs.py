@@ -1,0 +1,373 @@
+"""Jobs: submitted (charged in the same commit), run by the worker, read and canceled.
+
+Documents:
+- ``jobs/{job_id}``: ``{user_id, task_type, input_data, options, cost, status,
+  output, error, attempts, lease_id, lease_expires_at, created_at, updated_at}``.
+- ``idempotency/{user_id}-{sha256(key)}``: ``{user_id, job_id, request_hash,
+  expires_at}``; written in the charge's commit, so a key maps to one job.
+
+States (every arrow is one optimistic commit, see ``shared.db``)::
+
+    queued --claim--> in_progress --> completed
+      |                   |---------> failed    (+ refund)
+      |                   '---------> queued    (retryable AI error, attempts left)
+      |---> canceled  (+ refund; user)
+      '---> failed    (+ refund; could not be enqueued)
+
+A refund is staged only together with a transition out of ``queued`` or
+``in_progress`` into ``failed``/``canceled``, guarded by a precondition on the
+job document, and its ledger id is fixed per job: at most one per job.
+
+The worker is safe under at-least-once delivery: a claim writes a fresh
+``lease_id``, and every later write of that run requires the job to still carry
+it. A duplicate delivery finds the job claimed (409, the queue retries later)
+or finished (acknowledged, nothing done), so the AI is called once per attempt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from google.cloud import firestore
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared import catalog, credits
+from shared.db import client, commit_optimistically, if_unchanged, now
+from shared.errors import (
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    PermanentProviderError,
+    ProviderError,
+    RetryableProviderError,
+    Unauthenticated,
+    Unavailable,
+)
+from shared.settings import get_settings
+
+Status = Literal["queued", "in_progress", "completed", "failed", "canceled"]
+IDEMPOTENCY_TTL = timedelta(hours=24)
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+_ID = re.compile(r"[0-9a-f]{32}")
+
+Enqueue = Callable[[str], None]
+"""Puts a job id on the queue; raises ``Unavailable`` when it cannot."""
+
+Provider = Callable[[str, Any, dict[str, Any]], dict[str, Any]]
+"""Runs ``(task_type, input_data, options)`` on the AI; raises ``ProviderError``."""
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "user", "assistant"]
+    content: str = Field(min_length=1)
+
+
+class JobCreate(BaseModel):
+    """Body of ``submit_job``; options are checked against the catalog in Firestore."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_type: str
+    input_data: str | list[ChatMessage]
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class JobPublic(BaseModel):
+    job_id: str
+    task_type: str
+    status: Status
+    input_data: Any
+    output: dict[str, Any] | None
+    error: dict[str, str] | None
+    cost: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class JobAccepted(BaseModel):
+    """Answer to ``submit_job``; ``replayed`` marks a repeat of an ``Idempotency-Key``."""
+
+    job_id: str
+    status: Status
+    cost: int
+    credits: int
+    replayed: bool = Field(False, exclude=True)
+
+
+def _jobs() -> firestore.CollectionReference:
+    return client().collection("jobs")
+
+
+def _public(snapshot: firestore.DocumentSnapshot) -> JobPublic:
+    return JobPublic(job_id=snapshot.id, **(snapshot.to_dict() or {}))
+
+
+def _check_input(job: JobCreate, max_chars: int) -> None:
+    if job.task_type == "chat":
+        if not isinstance(job.input_data, list) or not job.input_data:
+            raise InvalidRequest("chat input_data must be a non-empty list of {role, content} messages")
+        size = sum(len(m.content) for m in job.input_data)
+    else:
+        if not isinstance(job.input_data, str) or not job.input_data.strip():
+            raise InvalidRequest(f"{job.task_type} input_data must be a non-empty string")
+        size = len(job.input_data)
+    if size > max_chars:
+        raise PayloadTooLarge(
+            f"input_data has {size} characters; the limit is {max_chars}", code="input_too_large"
+        )
+
+
+def _idempotency_ref(user_id: str, key: str) -> firestore.DocumentReference:
+    if not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise InvalidRequest(
+            "Idempotency-Key must be 1-255 printable ASCII characters", code="invalid_idempotency_key"
+        )
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return client().collection("idempotency").document(f"{user_id}-{digest}")
+
+
+def submit(user_id: str, job: JobCreate, idempotency_key: str | None, enqueue: Enqueue) -> JobAccepted:
+    """Charge, store and enqueue a job; with an idempotency key, at most once per key."""
+    settings = get_settings()
+    cost = catalog.price(job.task_type, job.options)
+    if not settings.model_for(job.task_type):
+        raise InvalidRequest(
+            f"the configured AI endpoint cannot serve {job.task_type}", code="task_type_unsupported"
+        )
+    _check_input(job, settings.max_input_chars)
+    body = job.model_dump(mode="json")
+    request_hash = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    idem_ref = _idempotency_ref(user_id, idempotency_key) if idempotency_key is not None else None
+    user_ref = client().collection("users").document(user_id)
+    job_id = uuid.uuid4().hex
+
+    def decide(batch: firestore.WriteBatch) -> JobAccepted:
+        at = now()
+        refs = [user_ref] if idem_ref is None else [user_ref, idem_ref]
+        snapshots = {s.reference.path: s for s in client().get_all(refs)}
+        user = snapshots[user_ref.path]
+        if not user.exists:
+            raise Unauthenticated("the account no longer exists", code="invalid_token")
+        if idem_ref is not None:
+            seen = snapshots[idem_ref.path]
+            if seen.exists and seen.get("expires_at") > at:
+                if seen.get("request_hash") != request_hash:
+                    raise Conflict(
+                        "this Idempotency-Key was used with a different request",
+                        code="idempotency_key_reused",
+                    )
+                first = _jobs().document(seen.get("job_id")).get()
+                return JobAccepted(
+                    job_id=first.id,
+                    status=first.get("status"),
+                    cost=first.get("cost"),
+                    credits=user.get("credits"),
+                    replayed=True,
+                )
+            record = {
+                "user_id": user_id,
+                "job_id": job_id,
+                "request_hash": request_hash,
+                "expires_at": at + IDEMPOTENCY_TTL,
+            }
+            batch.set(idem_ref, record, **if_unchanged(seen))
+        balance = credits.stage_charge(batch, user, cost, job_id, at)
+        batch.create(
+            _jobs().document(job_id),
+            {
+                **body,
+                "user_id": user_id,
+                "cost": cost,
+                "status": "queued",
+                "output": None,
+                "error": None,
+                "attempts": 0,
+                "lease_id": None,
+                "lease_expires_at": None,
+                "created_at": at,
+                "updated_at": at,
+            },
+        )
+        return JobAccepted(job_id=job_id, status="queued", cost=cost, credits=balance)
+
+    accepted = commit_optimistically(decide)
+    if accepted.replayed:
+        return accepted
+    try:
+        enqueue(job_id)
+    except Unavailable:
+        _finish(job_id, None, "failed", error=_error("enqueue_failed", "the job could not be queued"),
+                forget=idem_ref)
+        raise Unavailable("the job could not be queued and was not charged; retry") from None
+    return accepted
+
+
+def get(user_id: str, job_id: str) -> JobPublic:
+    """A job of ``user_id``; another user's job is indistinguishable from a missing one."""
+    snapshot = _jobs().document(job_id).get() if _ID.fullmatch(job_id) else None
+    if snapshot is None or not snapshot.exists or snapshot.get("user_id") != user_id:
+        raise NotFound("no such job", code="job_not_found")
+    return _public(snapshot)
+
+
+def list_for(user_id: str, limit: int, cursor: str | None) -> tuple[list[JobPublic], str | None]:
+    """A page of the user's jobs, newest first; ``cursor`` is the last job id of the previous page."""
+    query = _jobs().where(filter=firestore.FieldFilter("user_id", "==", user_id))
+    query = query.order_by("created_at", direction=firestore.Query.DESCENDING)
+    query = query.order_by("__name__", direction=firestore.Query.DESCENDING)
+    if cursor:
+        try:
+            last = _jobs().document(get(user_id, cursor).job_id).get()
+        except NotFound:
+            raise InvalidRequest("unknown cursor", code="invalid_cursor") from None
+        query = query.start_after(last)
+    docs = list(query.limit(limit + 1).stream())
+    jobs = [_public(d) for d in docs[:limit]]
+    return jobs, (jobs[-1].job_id if len(docs) > limit else None)
+
+
+def cancel(user_id: str, job_id: str) -> JobPublic:
+    """Cancel a job that no worker has claimed yet, refunding its cost."""
+    get(user_id, job_id)
+    job = _finish(job_id, None, "canceled")
+    if job is None:
+        raise Conflict("only a queued job can be canceled", code="job_not_cancelable")
+    return job
+
+
+def _error(code: str, message: str) -> dict[str, str]:
+    return {"code": code, "message": message}
+
+
+def _finish(
+    job_id: str,
+    lease_id: str | None,
+    status: Literal["completed", "failed", "canceled"],
+    *,
+    output: dict[str, Any] | None = None,
+    error: dict[str, str] | None = None,
+    forget: firestore.DocumentReference | None = None,
+) -> JobPublic | None:
+    """Move a job to a final state; ``None`` if it is no longer ours to move.
+
+    ``lease_id=None`` finishes a job still ``queued`` (cancel, enqueue failure);
+    otherwise the job must be ``in_progress`` under that lease. Failing and
+    canceling refund the cost in the same commit.
+    """
+    ref = _jobs().document(job_id)
+
+    def decide(batch: firestore.WriteBatch) -> JobPublic | None:
+        at = now()
+        job = ref.get()
+        if not job.exists:
+            return None
+        expected = "queued" if lease_id is None else "in_progress"
+        if job.get("status") != expected or job.get("lease_id") != lease_id:
+            return None
+        changes = {"status": status, "output": output, "error": error, "updated_at": at,
+                   "lease_id": None, "lease_expires_at": None}
+        batch.update(ref, changes, **if_unchanged(job))
+        if status != "completed":
+            credits.stage_refund(batch, job.get("user_id"), job.get("cost"), job_id, at)
+        if forget is not None:
+            batch.delete(forget)
+        return JobPublic(job_id=job_id, **{**(job.to_dict() or {}), **changes})
+
+    return commit_optimistically(decide)
+
+
+@dataclass(frozen=True)
+class _Claim:
+    task_type: str
+    input_data: Any
+    options: dict[str, Any]
+    attempt: int
+
+
+def _claim(job_id: str, lease_id: str) -> _Claim | str:
+    """Take the job for one attempt, or say why not (its status, or ``missing``)."""
+    settings = get_settings()
+    ref = _jobs().document(job_id)
+
+    def decide(batch: firestore.WriteBatch) -> _Claim | str:
+        at = now()
+        job = ref.get()
+        if not job.exists:
+            return "missing"
+        status = job.get("status")
+        if status == "in_progress" and job.get("lease_expires_at") > at:
+            raise Conflict("another delivery is running this job", code="job_in_progress")
+        if status not in ("queued", "in_progress"):
+            return str(status)
+        attempt = int(job.get("attempts")) + 1
+        batch.update(
+            ref,
+            {
+                "status": "in_progress",
+                "attempts": attempt,
+                "lease_id": lease_id,
+                "lease_expires_at": at + timedelta(seconds=settings.job_lease_seconds),
+                "updated_at": at,
+            },
+            **if_unchanged(job),
+        )
+        return _Claim(job.get("task_type"), job.get("input_data"), job.get("options"), attempt)
+
+    return commit_optimistically(decide)
+
+
+def _release(job_id: str, lease_id: str, error: ProviderError) -> None:
+    """Hand a job back to the queue after a retryable failure."""
+    ref = _jobs().document(job_id)
+
+    def decide(batch: firestore.WriteBatch) -> None:
+        job = ref.get()
+        if job.exists and job.get("status") == "in_progress" and job.get("lease_id") == lease_id:
+            batch.update(
+                ref,
+                {"status": "queued", "lease_id": None, "lease_expires_at": None,
+                 "error": _error(error.code, error.message), "updated_at": now()},
+                **if_unchanged(job),
+            )
+
+    commit_optimistically(decide)
+
+
+def run(job_id: str, provider: Provider) -> str:
+    """One delivery of a job to the worker; returns what became of it.
+
+    Raises ``Conflict`` while another delivery holds the job and ``Unavailable``
+    after a retryable AI failure with attempts left: both ask the queue to retry.
+    """
+    if not _ID.fullmatch(job_id):
+        return "missing"
+    lease_id = uuid.uuid4().hex
+    claim = _claim(job_id, lease_id)
+    if isinstance(claim, str):
+        return claim
+    if claim.attempt > get_settings().job_max_attempts:
+        _finish(job_id, lease_id, "failed", error=_error("attempts_exhausted", "the AI call kept failing"))
+        return "failed"
+    try:
+        output = provider(claim.task_type, claim.input_data, claim.options)
+    except RetryableProviderError as exc:
+        if claim.attempt >= get_settings().job_max_attempts:
+            _finish(job_id, lease_id, "failed", error=_error(exc.code, exc.message))
+            return "failed"
+        _release(job_id, lease_id, exc)
+        raise Unavailable(f"the AI call failed ({exc.code}); retry", code=exc.code) from None
+    except PermanentProviderError as exc:
+        _finish(job_id, lease_id, "failed", error=_error(exc.code, exc.message))
+        return "failed"
+    done = _finish(job_id, lease_id, "completed", output=output)
+    return "completed" if done is not None else "lease_lost"

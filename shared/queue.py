@@ -1,0 +1,88 @@
+"""The jobs queue on Cloud Tasks: one HTTP task per job, POSTed to the worker.
+
+Locally the official client talks to gcloud-tasks-emulator over an insecure
+gRPC channel and the task carries the shared worker secret; in production the
+task carries an OIDC token for ``TASKS_SERVICE_ACCOUNT`` instead.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+
+from google.api_core import exceptions as gexc
+from google.cloud import tasks_v2
+from google.protobuf import duration_pb2
+
+from shared.errors import Unavailable
+from shared.internal_auth import WORKER_SECRET_HEADER
+from shared.settings import get_settings
+
+_CALL_TIMEOUT = 10.0
+
+
+@cache
+def _client() -> tasks_v2.CloudTasksClient:
+    settings = get_settings()
+    if settings.tasks_emulator_host:
+        import grpc
+        from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
+
+        channel = grpc.insecure_channel(settings.tasks_emulator_host)
+        return tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=channel))
+    return tasks_v2.CloudTasksClient()
+
+
+def queue_path() -> str:
+    settings = get_settings()
+    return _client().queue_path(settings.google_cloud_project, settings.tasks_location, settings.tasks_queue)
+
+
+def enqueue(job_id: str) -> None:
+    """Create the job's task, named after the job so the queue can drop a repeat."""
+    settings = get_settings()
+    request: dict[str, object] = {
+        "http_method": tasks_v2.HttpMethod.POST,
+        "url": settings.worker_url,
+        "headers": {"Content-Type": "application/json"},
+        "body": json.dumps({"job_id": job_id}).encode(),
+    }
+    if settings.worker_secret is not None:
+        request["headers"] = {
+            "Content-Type": "application/json",
+            WORKER_SECRET_HEADER: settings.worker_secret.get_secret_value(),
+        }
+    else:
+        request["oidc_token"] = {
+            "service_account_email": settings.tasks_service_account,
+            "audience": settings.worker_url,
+        }
+    task = {
+        "name": f"{queue_path()}/tasks/job-{job_id}",
+        "http_request": request,
+        # The worker's own bound: the AI timeout plus time for its writes.
+        "dispatch_deadline": duration_pb2.Duration(seconds=int(settings.job_lease_seconds)),
+    }
+    try:
+        _client().create_task(parent=queue_path(), task=task, timeout=_CALL_TIMEOUT)
+    except gexc.AlreadyExists:
+        return  # an earlier attempt of this very call got through
+    except (gexc.GoogleAPIError, OSError) as exc:
+        raise Unavailable(f"the queue is unavailable: {type(exc).__name__}") from exc
+
+
+def ping() -> None:
+    """Reachability check for ``health``."""
+    try:
+        _client().get_queue(name=queue_path(), timeout=3.0)
+    except (gexc.GoogleAPIError, OSError) as exc:
+        raise Unavailable(f"the queue is unavailable: {type(exc).__name__}") from exc
+
+
+def ensure_queue() -> None:
+    """Create the queue on the emulator (production queues are made by the deploy)."""
+    location = _client().common_location_path(get_settings().google_cloud_project, get_settings().tasks_location)
+    try:
+        _client().create_queue(parent=location, queue={"name": queue_path()}, timeout=_CALL_TIMEOUT)
+    except gexc.AlreadyExists:
+        pass

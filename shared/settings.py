@@ -1,0 +1,127 @@
+"""One typed settings object, read from the environment and validated at start."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Secrets that must never reach production; the local stack uses the first one.
+DEV_JWT_SECRET = "dev-only-jwt-secret-not-for-production-use"
+_KNOWN_DEFAULTS = {DEV_JWT_SECRET, "secret", "changeme", "change-me", "test", "dev"}
+_MIN_SECRET_LEN = 32
+
+
+class Settings(BaseSettings):
+    """Everything configurable, from environment variables of the same name (upper case)."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    app_env: Literal["production", "local"] = "production"
+    """``local`` allows emulators and dev secrets; anything else is production and strict."""
+
+    google_cloud_project: str = "demo-aijobs"
+    """Project id; emulators accept any ``demo-*`` id."""
+
+    firestore_emulator_host: str | None = None
+    """``host:port`` of the Firestore emulator; read by the Firestore SDK too."""
+
+    jwt_secret: SecretStr | None = None
+    """HS256 key for access tokens; production requires 32+ characters, not a known default."""
+
+    jwt_ttl_seconds: int = Field(1800, gt=0)
+    """Access token lifetime."""
+
+    signup_credits: int = Field(10, ge=0)
+    """Credits granted to a new account."""
+
+    max_input_chars: int = Field(20_000, gt=0)
+    """Largest text input (or total chat content) a job accepts."""
+
+    max_body_bytes: int = Field(64 * 1024, gt=0)
+    """Largest request body any function reads."""
+
+    catalog_cache_seconds: float = Field(30.0, ge=0)
+    """How long a function instance reuses the task-type config read from Firestore."""
+
+    ai_base_url: str | None = None
+    """OpenAI-compatible endpoint; unset means api.openai.com."""
+
+    ai_api_key: SecretStr | None = None
+    """API key for the AI endpoint; required in production."""
+
+    ai_model: str = "gpt-4o-mini"
+    """Chat model for the text task types."""
+
+    ai_image_model: str = "gpt-image-1"
+    """Image model for ``generate_image``; empty means the endpoint cannot serve images."""
+
+    ai_timeout_seconds: float = Field(60.0, gt=0)
+    """Upper bound on one AI call."""
+
+    job_max_attempts: int = Field(3, ge=1)
+    """AI attempts per job before a retryable failure becomes final (and refunded)."""
+
+    tasks_emulator_host: str | None = None
+    """``host:port`` of gcloud-tasks-emulator; unset means real Cloud Tasks."""
+
+    tasks_location: str = "us-central1"
+    """Cloud Tasks location of the jobs queue."""
+
+    tasks_queue: str = "aijobs-jobs"
+    """Cloud Tasks queue id."""
+
+    worker_url: str = "http://127.0.0.1:8080/worker"
+    """URL the queue POSTs each job to; also the OIDC audience in production."""
+
+    tasks_service_account: str | None = None
+    """Service account whose OIDC token the queue sends and the worker expects (production)."""
+
+    worker_secret: SecretStr | None = None
+    """Shared secret the queue sends to the worker; local stack only."""
+
+    @property
+    def is_local(self) -> bool:
+        return self.app_env == "local"
+
+    @property
+    def job_lease_seconds(self) -> float:
+        """A claimed job's lease outlives the AI call it guards, with room for the writes."""
+        return self.ai_timeout_seconds + 30.0
+
+    def model_for(self, task_type: str) -> str:
+        """The model that serves ``task_type``; empty when the endpoint cannot serve it."""
+        return self.ai_image_model if task_type == "generate_image" else self.ai_model
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.is_local:
+            if not self.firestore_emulator_host:
+                raise ValueError("APP_ENV=local needs FIRESTORE_EMULATOR_HOST (run scripts/dev)")
+            return self
+        problems = []
+        for name in ("jwt_secret", "ai_api_key"):
+            value: SecretStr | None = getattr(self, name)
+            if value is None:
+                problems.append(f"{name.upper()} is missing")
+            elif len(value.get_secret_value()) < _MIN_SECRET_LEN and name == "jwt_secret":
+                problems.append(f"{name.upper()} is shorter than {_MIN_SECRET_LEN} characters")
+            elif value.get_secret_value().lower() in _KNOWN_DEFAULTS:
+                problems.append(f"{name.upper()} is a known default")
+        if self.worker_secret is not None:
+            problems.append("WORKER_SECRET is for the local stack; production uses OIDC")
+        if not self.tasks_service_account:
+            problems.append("TASKS_SERVICE_ACCOUNT is missing")
+        if self.firestore_emulator_host or self.tasks_emulator_host:
+            problems.append("emulator hosts are set")
+        if problems:
+            raise ValueError("refusing to start in production: " + "; ".join(problems))
+        return self
+
+
+@cache
+def get_settings() -> Settings:
+    """The process-wide settings, validated on first use (a function's cold start)."""
+    return Settings()
