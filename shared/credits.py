@@ -32,7 +32,7 @@ from typing import Any, Literal
 from google.cloud import firestore
 from pydantic import BaseModel
 
-from shared.db import client, if_unchanged
+from shared.db import client, unchanged
 from shared.errors import InsufficientCredits, InvalidRequest, NotFound
 
 EntryType = Literal["grant", "charge", "refund"]
@@ -80,7 +80,7 @@ def stage_charge(
     balance = int(user.get("credits"))
     if balance < amount:
         raise InsufficientCredits(f"this job costs {amount} credits; the balance is {balance}")
-    batch.update(user.reference, {"credits": firestore.Increment(-amount)}, **if_unchanged(user))
+    batch.update(user.reference, {"credits": firestore.Increment(-amount)}, option=unchanged(user))
     batch.create(_ledger(user.id).document(f"charge-{job_id}"), _entry("charge", -amount, job_id, at))
     return balance - amount
 

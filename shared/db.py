@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cache
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
@@ -52,11 +52,18 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def if_unchanged(snapshot: firestore.DocumentSnapshot) -> dict[str, object]:
-    """Write option: apply only if the document is still as ``snapshot`` saw it."""
+def unchanged(snapshot: firestore.DocumentSnapshot) -> Any:
+    """Write option for an update: apply only if the document is still as ``snapshot`` saw it."""
+    return client().write_option(last_update_time=snapshot.update_time)
+
+
+def put(batch: firestore.WriteBatch, snapshot: firestore.DocumentSnapshot, data: dict[str, Any]) -> None:
+    """Stage ``data`` as the document ``snapshot`` read: created if it was missing, else updated
+    only if unchanged since."""
     if snapshot.exists:
-        return {"option": client().write_option(last_update_time=snapshot.update_time)}
-    return {"option": client().write_option(exists=False)}
+        batch.update(snapshot.reference, data, option=unchanged(snapshot))
+    else:
+        batch.create(snapshot.reference, data)
 
 
 def commit_optimistically(decide: Callable[[firestore.WriteBatch], T]) -> T:

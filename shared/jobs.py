@@ -39,7 +39,7 @@ from google.cloud import firestore
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared import catalog, credits
-from shared.db import client, commit_optimistically, if_unchanged, now
+from shared.db import client, commit_optimistically, now, put, unchanged
 from shared.errors import (
     Conflict,
     InvalidRequest,
@@ -180,7 +180,7 @@ def submit(user_id: str, job: JobCreate, idempotency_key: str | None, enqueue: E
                 "request_hash": request_hash,
                 "expires_at": at + IDEMPOTENCY_TTL,
             }
-            batch.set(idem_ref, record, **if_unchanged(seen))
+            put(batch, seen, record)
         balance = credits.stage_charge(batch, user, cost, job_id, at)
         batch.create(
             _jobs().document(job_id),
@@ -276,7 +276,7 @@ def _finish(
             return None
         changes = {"status": status, "output": output, "error": error, "updated_at": at,
                    "lease_id": None, "lease_expires_at": None}
-        batch.update(ref, changes, **if_unchanged(job))
+        batch.update(ref, changes, option=unchanged(job))
         if status != "completed":
             credits.stage_refund(batch, job.get("user_id"), job.get("cost"), job_id, at)
         if forget is not None:
@@ -319,7 +319,7 @@ def _claim(job_id: str, lease_id: str) -> _Claim | str:
                 "lease_expires_at": at + timedelta(seconds=settings.job_lease_seconds),
                 "updated_at": at,
             },
-            **if_unchanged(job),
+            option=unchanged(job),
         )
         return _Claim(job.get("task_type"), job.get("input_data"), job.get("options"), attempt)
 
@@ -337,7 +337,7 @@ def _release(job_id: str, lease_id: str, error: ProviderError) -> None:
                 ref,
                 {"status": "queued", "lease_id": None, "lease_expires_at": None,
                  "error": _error(error.code, error.message), "updated_at": now()},
-                **if_unchanged(job),
+                option=unchanged(job),
             )
 
     commit_optimistically(decide)
