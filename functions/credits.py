@@ -2,6 +2,7 @@
 
 import flask
 
+from shared import auth
 from shared import credits as ledger
 from shared.web import bearer_user, endpoint, page, respond
 
@@ -12,7 +13,7 @@ def credits(request: flask.Request) -> flask.Response:
     limit, cursor = page(request)
     entries, next_cursor = ledger.history(user_id, limit, cursor)
     body = {
-        "credits": ledger.balance(user_id),
+        "credits": auth.get_user(user_id).credits,
         "transactions": [e.model_dump(mode="json") for e in entries],
         "next_cursor": next_cursor,
     }

@@ -11,16 +11,16 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from scripts.stack import ROOT, Stack, StackError  # noqa: E402
+from scripts.stack import ROOT, Stack, StackError
 
 
 def _ports() -> dict[str, int]:
     emulators = json.loads((ROOT / "firebase.json").read_text())["emulators"]
     return {
-        "functions_port": int(os.environ.get("PORT", emulators["functions"]["port"])),
-        "firestore_port": int(emulators["firestore"]["port"]),
-        "tasks_port": int(emulators["tasks"]["port"]),
-        "model_port": int(os.environ.get("MODEL_PORT", 8090)),
+        "functions": int(os.environ.get("PORT", emulators["functions"]["port"])),
+        "firestore": int(emulators["firestore"]["port"]),
+        "tasks": int(emulators["tasks"]["port"]),
+        "model": int(os.environ.get("MODEL_PORT", 8090)),
     }
 
 
@@ -40,22 +40,34 @@ def main() -> int:
 
     ai_base_url = os.environ.get("AI_BASE_URL") or None
     extra = {k: os.environ[k] for k in ("AI_API_KEY", "AI_MODEL", "AI_IMAGE_MODEL") if k in os.environ}
-    stack = Stack(**_ports(), ai_base_url=ai_base_url, extra_env=extra)
+    ports = _ports()
+    stack = Stack(
+        functions_port=ports["functions"],
+        firestore_port=ports["firestore"],
+        tasks_port=ports["tasks"],
+        model_port=ports["model"],
+        ai_base_url=ai_base_url,
+        extra_env=extra,
+    )
     # Ctrl-C and SIGTERM both end up in the finally below, which stops every child by PID.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     # Explicit, because a shell starts background jobs with SIGINT ignored.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        print("==> starting Firestore emulator, Cloud Tasks emulator"
-              + (", local model server" if ai_base_url is None else "") + ", functions")
+        print(
+            "==> starting Firestore emulator, Cloud Tasks emulator"
+            + (", local model server" if ai_base_url is None else "")
+            + ", functions"
+        )
         stack.start()
         base = stack.base_url
-        print(f"""
+        print(
+            f"""
 aijobs is running (logs in .run/logs/):
-  functions        {base}/<function>   ({', '.join(_function_names())})
+  functions        {base}/<function>   ({", ".join(_function_names())})
   Firestore        127.0.0.1:{stack.firestore_port}  (emulator, data from emulator-export/)
   Cloud Tasks      127.0.0.1:{stack.tasks_port}  (emulator, queue {stack.queue})
-  AI endpoint      {stack.env()['AI_BASE_URL']}
+  AI endpoint      {stack.env()["AI_BASE_URL"]}
 
 Try it:
   curl -s -X POST {base}/signup -H 'Content-Type: application/json' \\
@@ -63,7 +75,9 @@ Try it:
   curl -s -X POST {base}/submit_job -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
        -d '{{"task_type": "summarize", "input_data": "Cloud Functions run code on demand."}}'
 
-Ctrl-C stops everything.""", flush=True)
+Ctrl-C stops everything.""",
+            flush=True,
+        )
         while True:
             for process in stack.processes:
                 if process.popen.poll() is not None:

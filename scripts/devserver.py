@@ -20,7 +20,10 @@ _JSON_404 = b'{"error": {"code": "unknown_function", "message": "no such functio
 
 
 def _apps() -> dict[str, Any]:
-    return {name: functions_framework.create_app(name, str(ROOT / "functions" / f"{name}.py")) for name in FUNCTIONS}
+    return {
+        name: functions_framework.create_app(name, str(ROOT / "functions" / f"{name}.py"))
+        for name in FUNCTIONS
+    }
 
 
 class Dispatcher:
@@ -36,7 +39,7 @@ class Dispatcher:
             return [_JSON_404]
         environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + "/" + name
         environ["PATH_INFO"] = "/" + rest
-        return app(environ, start_response)  # type: ignore[no-any-return]
+        return app(environ, start_response)
 
 
 os.chdir(ROOT)

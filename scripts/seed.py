@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from scripts.stack import ROOT, Stack  # noqa: E402
+from scripts.stack import ROOT, Stack
 
 EXPORT = ROOT / "emulator-export"
 

@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FIRESTORE_JAR = Path("/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud-firestore-emulator.jar")
+FIRESTORE_JAR = Path(
+    "/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud-firestore-emulator.jar"
+)
 MODEL_VENV = ROOT / ".venv-model"
 PROJECT = "demo-aijobs"
 DEV_JWT_SECRET = "dev-only-jwt-secret-not-for-production-use"  # = shared.settings.DEV_JWT_SECRET
@@ -53,7 +55,9 @@ def firestore_jar() -> Path:
 
 
 def model_file() -> Path:
-    found = glob.glob(str(MODEL_VENV / "lib" / "python3*" / "site-packages" / "**" / "*.gguf"), recursive=True)
+    found = glob.glob(
+        str(MODEL_VENV / "lib" / "python3*" / "site-packages" / "**" / "*.gguf"), recursive=True
+    )
     if not found:
         raise StackError("no .gguf model in .venv-model: run scripts/_setup model")
     return Path(found[0])
@@ -140,8 +144,13 @@ class Stack:
         log = self.log_dir / f"{name}.log"
         with log.open("wb") as out:
             popen = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=ROOT, env={**os.environ, **(env or {})}, start_new_session=True,
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=ROOT,
+                env={**os.environ, **(env or {})},
+                start_new_session=True,
             )
         process = Process(name, popen, log)
         self.processes.append(process)
@@ -161,7 +170,9 @@ class Stack:
                 except OSError:
                     pass
             time.sleep(0.1)
-        raise StackError(f"{process.name} did not come up on port {port} in {timeout:.0f}s:\n{process.tail()}")
+        raise StackError(
+            f"{process.name} did not come up on port {port} in {timeout:.0f}s:\n{process.tail()}"
+        )
 
     def check_ports(self, with_model: bool) -> None:
         ports = {"functions": self.functions_port, "firestore": self.firestore_port, "tasks": self.tasks_port}
@@ -172,29 +183,74 @@ class Stack:
             raise StackError("ports already in use: " + ", ".join(busy))
 
     def start_firestore(self) -> None:
-        argv = ["java", "-Duser.language=en", "-cp", str(firestore_jar()),
-                "com.google.cloud.datastore.emulator.firestore.CloudFirestore",
-                "--host", "127.0.0.1", "--port", str(self.firestore_port), "--project_id", PROJECT]
+        argv = [
+            "java",
+            "-Duser.language=en",
+            "-cp",
+            str(firestore_jar()),
+            "com.google.cloud.datastore.emulator.firestore.CloudFirestore",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.firestore_port),
+            "--project_id",
+            PROJECT,
+        ]
         export = latest_export(self.import_dir) if self.import_dir else None
         if export is not None:
             argv += ["--import-data", str(export)]
         self._wait(self._spawn("firestore", argv), self.firestore_port, 60)
 
     def start_tasks(self) -> None:
-        argv = [sys.executable, str(ROOT / "scripts" / "tasks_emulator.py"),
-                str(self.tasks_port), self.queue, str(self.tasks_max_retries)]
+        argv = [
+            sys.executable,
+            str(ROOT / "scripts" / "tasks_emulator.py"),
+            str(self.tasks_port),
+            self.queue,
+            str(self.tasks_max_retries),
+        ]
         self._wait(self._spawn("tasks", argv), self.tasks_port, 30)
 
     def start_model(self) -> None:
-        argv = [str(MODEL_VENV / "bin" / "python"), "-m", "llama_cpp.server", "--model", str(model_file()),
-                "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(self.model_port),
-                "--n_threads", "2", "--interrupt_requests", "False"]
+        argv = [
+            str(MODEL_VENV / "bin" / "python"),
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(model_file()),
+            "--model_alias",
+            "smollm2",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.model_port),
+            "--n_threads",
+            "2",
+            "--interrupt_requests",
+            "False",
+        ]
         self._wait(self._spawn("model", argv), self.model_port, 120, "/v1/models")
 
     def start_functions(self, threads: int = 16) -> None:
-        argv = [sys.executable, "-m", "gunicorn", "--chdir", str(ROOT / "scripts"), "--workers", "1",
-                "--threads", str(threads), "--bind", f"127.0.0.1:{self.functions_port}",
-                "--timeout", "0", "--graceful-timeout", "3", "--no-control-socket", "devserver:app"]
+        argv = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--chdir",
+            str(ROOT / "scripts"),
+            "--workers",
+            "1",
+            "--threads",
+            str(threads),
+            "--bind",
+            f"127.0.0.1:{self.functions_port}",
+            "--timeout",
+            "0",
+            "--graceful-timeout",
+            "3",
+            "--no-control-socket",
+            "devserver:app",
+        ]
         env = {**self.env(), "PYTHONPATH": str(ROOT)}
         self._wait(self._spawn("functions", argv, env), self.functions_port, 60)
 
@@ -219,7 +275,10 @@ class Stack:
     def export(self, directory: Path) -> None:
         """Write the emulator's data to ``directory`` (what ``scripts/dev`` imports)."""
         directory.mkdir(parents=True, exist_ok=True)
-        body = json.dumps({"database": f"projects/{PROJECT}/databases/(default)",
-                           "export_directory": str(directory)}).encode()
+        body = json.dumps(
+            {"database": f"projects/{PROJECT}/databases/(default)", "export_directory": str(directory)}
+        ).encode()
         url = f"http://127.0.0.1:{self.firestore_port}/emulator/v1/projects/{PROJECT}:export"
-        urllib.request.urlopen(urllib.request.Request(url, body, {"Content-Type": "application/json"}), timeout=30)
+        urllib.request.urlopen(
+            urllib.request.Request(url, body, {"Content-Type": "application/json"}), timeout=30
+        )

@@ -12,7 +12,7 @@ from gcloud_tasks_emulator.server import create_server
 _grpc_server = grpc.server
 
 
-def _loopback_server(*args, **kwargs):  # type: ignore[no-untyped-def]
+def _loopback_server(*args, **kwargs):
     server = _grpc_server(*args, **kwargs)
     add_port = server.add_insecure_port
     server.add_insecure_port = lambda address: add_port(address.replace("[::]", "127.0.0.1"))

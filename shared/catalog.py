@@ -20,8 +20,22 @@ from shared.settings import get_settings
 
 TEXT_TASKS = ("summarize", "translate", "generate_text")
 LANGUAGES = [
-    "Arabic", "Chinese", "Dutch", "English", "French", "German", "Hindi", "Italian",
-    "Japanese", "Korean", "Polish", "Portuguese", "Russian", "Spanish", "Swedish", "Turkish",
+    "Arabic",
+    "Chinese",
+    "Dutch",
+    "English",
+    "French",
+    "German",
+    "Hindi",
+    "Italian",
+    "Japanese",
+    "Korean",
+    "Polish",
+    "Portuguese",
+    "Russian",
+    "Spanish",
+    "Swedish",
+    "Turkish",
 ]
 _GENERATION = {
     "max_tokens": {"type": "integer", "min": 1, "max": 2048},
@@ -84,7 +98,7 @@ def _check_option(name: str, value: Any, spec: dict[str, Any]) -> None:
     if "enum" in spec and value not in spec["enum"]:
         allowed = ", ".join(map(str, spec["enum"]))
         raise InvalidRequest(f"option {name!r} must be one of: {allowed}", code="invalid_option")
-    if "min" in spec and value < spec["min"] or "max" in spec and value > spec["max"]:
+    if ("min" in spec and value < spec["min"]) or ("max" in spec and value > spec["max"]):
         raise InvalidRequest(
             f"option {name!r} must be between {spec.get('min')} and {spec.get('max')}",
             code="invalid_option",
@@ -102,7 +116,9 @@ def price(task_type: str, options: dict[str, Any]) -> int:
     for name, value in options.items():
         if name not in allowed:
             names = ", ".join(sorted(allowed)) or "none"
-            raise InvalidRequest(f"unknown option {name!r} for {task_type}; allowed: {names}", code="invalid_option")
+            raise InvalidRequest(
+                f"unknown option {name!r} for {task_type}; allowed: {names}", code="invalid_option"
+            )
         _check_option(name, value, allowed[name])
     for name, option in allowed.items():
         if option.get("required") and name not in options:

@@ -32,8 +32,8 @@ from typing import Any, Literal
 from google.cloud import firestore
 from pydantic import BaseModel
 
-from shared.db import client, unchanged
-from shared.errors import InsufficientCredits, InvalidRequest, NotFound
+from shared.db import Snapshot, client, unchanged
+from shared.errors import InsufficientCredits, InvalidRequest
 
 EntryType = Literal["grant", "charge", "refund"]
 
@@ -68,7 +68,7 @@ def stage_open_account(
 
 def stage_charge(
     batch: firestore.WriteBatch,
-    user: firestore.DocumentSnapshot,
+    user: Snapshot,
     amount: int,
     job_id: str,
     at: datetime,
@@ -85,25 +85,14 @@ def stage_charge(
     return balance - amount
 
 
-def stage_refund(
-    batch: firestore.WriteBatch, user_id: str, amount: int, job_id: str, at: datetime
-) -> None:
+def stage_refund(batch: firestore.WriteBatch, user_id: str, amount: int, job_id: str, at: datetime) -> None:
     """Stage the refund of a job's charge; its fixed ledger id makes a second one fail."""
     # Increment needs no read, so a refund never contends with charges.
     batch.update(_user(user_id), {"credits": firestore.Increment(amount)})
     batch.create(_ledger(user_id).document(f"refund-{job_id}"), _entry("refund", amount, job_id, at))
 
 
-def balance(user_id: str) -> int:
-    snapshot = _user(user_id).get(field_paths=["credits"])
-    if not snapshot.exists:
-        raise NotFound("no such user")
-    return int(snapshot.get("credits"))
-
-
-def history(
-    user_id: str, limit: int, cursor: str | None
-) -> tuple[list[LedgerEntryPublic], str | None]:
+def history(user_id: str, limit: int, cursor: str | None) -> tuple[list[LedgerEntryPublic], str | None]:
     """A page of the ledger, newest first; ``cursor`` is the last entry id of the previous page."""
     query = _ledger(user_id).order_by("created_at", direction=firestore.Query.DESCENDING)
     query = query.order_by("__name__", direction=firestore.Query.DESCENDING)
@@ -113,5 +102,5 @@ def history(
             raise InvalidRequest("unknown cursor", code="invalid_cursor")
         query = query.start_after(last)
     docs = list(query.limit(limit + 1).stream())
-    entries = [LedgerEntryPublic(id=d.id, **d.to_dict()) for d in docs[:limit]]
+    entries = [LedgerEntryPublic(id=d.id, **(d.to_dict() or {})) for d in docs[:limit]]
     return entries, (entries[-1].id if len(docs) > limit else None)

@@ -28,6 +28,8 @@ from shared.errors import Unavailable
 from shared.settings import get_settings
 
 T = TypeVar("T")
+Snapshot = firestore.DocumentSnapshot[firestore.DocumentReference]
+"""A read document; every guarded write names the snapshot it was decided on."""
 
 # A failed precondition or a create that lost a race: re-read and decide again.
 _CONFLICTS = (gexc.FailedPrecondition, gexc.AlreadyExists, gexc.Aborted)
@@ -42,9 +44,7 @@ def client() -> firestore.Client:
     if settings.firestore_emulator_host:
         from google.auth.credentials import AnonymousCredentials
 
-        return firestore.Client(
-            project=settings.google_cloud_project, credentials=AnonymousCredentials()
-        )
+        return firestore.Client(project=settings.google_cloud_project, credentials=AnonymousCredentials())
     return firestore.Client(project=settings.google_cloud_project)
 
 
@@ -52,12 +52,12 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def unchanged(snapshot: firestore.DocumentSnapshot) -> Any:
+def unchanged(snapshot: Snapshot) -> Any:
     """Write option for an update: apply only if the document is still as ``snapshot`` saw it."""
     return client().write_option(last_update_time=snapshot.update_time)
 
 
-def put(batch: firestore.WriteBatch, snapshot: firestore.DocumentSnapshot, data: dict[str, Any]) -> None:
+def put(batch: firestore.WriteBatch, snapshot: Snapshot, data: dict[str, Any]) -> None:
     """Stage ``data`` as the document ``snapshot`` read: created if it was missing, else updated
     only if unchanged since."""
     if snapshot.exists:

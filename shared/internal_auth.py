@@ -8,7 +8,8 @@ shared secret header, which production settings refuse to start with.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+
+from werkzeug.datastructures import Headers
 
 from shared.errors import Forbidden, Unauthenticated
 from shared.settings import get_settings
@@ -16,7 +17,7 @@ from shared.settings import get_settings
 WORKER_SECRET_HEADER = "X-Aijobs-Worker-Secret"
 
 
-def verify_queue_caller(headers: Mapping[str, str]) -> None:
+def verify_queue_caller(headers: Headers) -> None:
     settings = get_settings()
     if settings.worker_secret is not None:
         given = headers.get(WORKER_SECRET_HEADER)

@@ -39,7 +39,7 @@ from google.cloud import firestore
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared import catalog, credits
-from shared.db import client, commit_optimistically, now, put, unchanged
+from shared.db import Snapshot, client, commit_optimistically, now, put, unchanged
 from shared.errors import (
     Conflict,
     InvalidRequest,
@@ -108,7 +108,7 @@ def _jobs() -> firestore.CollectionReference:
     return client().collection("jobs")
 
 
-def _public(snapshot: firestore.DocumentSnapshot) -> JobPublic:
+def _public(snapshot: Snapshot) -> JobPublic:
     return JobPublic(job_id=snapshot.id, **(snapshot.to_dict() or {}))
 
 
@@ -206,8 +206,13 @@ def submit(user_id: str, job: JobCreate, idempotency_key: str | None, enqueue: E
     try:
         enqueue(job_id)
     except Unavailable:
-        _finish(job_id, None, "failed", error=_error("enqueue_failed", "the job could not be queued"),
-                forget=idem_ref)
+        _finish(
+            job_id,
+            None,
+            "failed",
+            error=_error("enqueue_failed", "the job could not be queued"),
+            forget=idem_ref,
+        )
         raise Unavailable("the job could not be queued and was not charged; retry") from None
     return accepted
 
@@ -274,8 +279,14 @@ def _finish(
         expected = "queued" if lease_id is None else "in_progress"
         if job.get("status") != expected or job.get("lease_id") != lease_id:
             return None
-        changes = {"status": status, "output": output, "error": error, "updated_at": at,
-                   "lease_id": None, "lease_expires_at": None}
+        changes = {
+            "status": status,
+            "output": output,
+            "error": error,
+            "updated_at": at,
+            "lease_id": None,
+            "lease_expires_at": None,
+        }
         batch.update(ref, changes, option=unchanged(job))
         if status != "completed":
             credits.stage_refund(batch, job.get("user_id"), job.get("cost"), job_id, at)
@@ -335,8 +346,13 @@ def _release(job_id: str, lease_id: str, error: ProviderError) -> None:
         if job.exists and job.get("status") == "in_progress" and job.get("lease_id") == lease_id:
             batch.update(
                 ref,
-                {"status": "queued", "lease_id": None, "lease_expires_at": None,
-                 "error": _error(error.code, error.message), "updated_at": now()},
+                {
+                    "status": "queued",
+                    "lease_id": None,
+                    "lease_expires_at": None,
+                    "error": _error(error.code, error.message),
+                    "updated_at": now(),
+                },
                 option=unchanged(job),
             )
 

@@ -7,6 +7,7 @@ task carries an OIDC token for ``TASKS_SERVICE_ACCOUNT`` instead.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from functools import cache
 
@@ -64,7 +65,7 @@ def enqueue(job_id: str) -> None:
         "dispatch_deadline": duration_pb2.Duration(seconds=int(settings.job_lease_seconds)),
     }
     try:
-        _client().create_task(parent=queue_path(), task=task, timeout=_CALL_TIMEOUT)
+        _client().create_task(parent=queue_path(), task=tasks_v2.Task(task), timeout=_CALL_TIMEOUT)
     except gexc.AlreadyExists:
         return  # an earlier attempt of this very call got through
     except (gexc.GoogleAPIError, OSError) as exc:
@@ -81,8 +82,10 @@ def ping() -> None:
 
 def ensure_queue() -> None:
     """Create the queue on the emulator (production queues are made by the deploy)."""
-    location = _client().common_location_path(get_settings().google_cloud_project, get_settings().tasks_location)
-    try:
-        _client().create_queue(parent=location, queue={"name": queue_path()}, timeout=_CALL_TIMEOUT)
-    except gexc.AlreadyExists:
-        pass
+    location = _client().common_location_path(
+        get_settings().google_cloud_project, get_settings().tasks_location
+    )
+    with contextlib.suppress(gexc.AlreadyExists):
+        _client().create_queue(
+            parent=location, queue=tasks_v2.Queue(name=queue_path()), timeout=_CALL_TIMEOUT
+        )

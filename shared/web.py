@@ -34,7 +34,9 @@ logger = logging.getLogger("aijobs")
 _CURSOR = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
-def respond(body: BaseModel | dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> flask.Response:
+def respond(
+    body: BaseModel | dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
+) -> flask.Response:
     payload = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
     return flask.Response(json.dumps(payload), status, headers, mimetype="application/json")
 

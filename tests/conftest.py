@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from fake_openai import FakeOpenAI  # noqa: E402
+
 from scripts.stack import Process, Stack  # noqa: E402
 
 PASSWORD = "pass-word-123"
@@ -40,8 +41,12 @@ def stack(fake_ai: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iter
     local = Stack(
         ai_base_url=fake_ai.base_url,
         log_dir=tmp_path_factory.mktemp("logs"),
-        extra_env={"CATALOG_CACHE_SECONDS": "0", "AI_TIMEOUT_SECONDS": "1", "JOB_MAX_ATTEMPTS": "3",
-                   "AI_MODEL": "fake-model"},
+        extra_env={
+            "CATALOG_CACHE_SECONDS": "0",
+            "AI_TIMEOUT_SECONDS": "1",
+            "JOB_MAX_ATTEMPTS": "3",
+            "AI_MODEL": "fake-model",
+        },
     )
     local.start()
     os.environ.update(local.env())
@@ -98,8 +103,14 @@ class Api:
         body = response.json()
         return body["access_token"], body["user"]
 
-    def submit(self, token: str, task_type: str = "summarize", input_data: Any = "Some text to work on.",
-               options: dict[str, Any] | None = None, **kwargs: Any) -> requests.Response:
+    def submit(
+        self,
+        token: str,
+        task_type: str = "summarize",
+        input_data: Any = "Some text to work on.",
+        options: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> requests.Response:
         body = {"task_type": task_type, "input_data": input_data, "options": options or {}}
         return self.call("POST", "/submit_job", token, json=body, **kwargs)
 
@@ -125,11 +136,21 @@ def books(user_id: str) -> dict[str, Any]:
 
     db = client()
     user = db.collection("users").document(user_id).get()
-    ledger = {d.id: d.to_dict() for d in db.collection("users").document(user_id).collection("ledger").stream()}
-    jobs = {d.id: d.to_dict() for d in db.collection("jobs").where(filter=FieldFilter("user_id", "==", user_id)).stream()}
-    keys = [d.id for d in db.collection("idempotency").where(filter=FieldFilter("user_id", "==", user_id)).stream()]
+    ledger = {
+        d.id: d.to_dict() for d in db.collection("users").document(user_id).collection("ledger").stream()
+    }
+    jobs = {
+        d.id: d.to_dict()
+        for d in db.collection("jobs").where(filter=FieldFilter("user_id", "==", user_id)).stream()
+    }
+    keys = [
+        d.id
+        for d in db.collection("idempotency").where(filter=FieldFilter("user_id", "==", user_id)).stream()
+    ]
     balance = user.get("credits") if user.exists else None
-    assert balance is None or balance == sum(e["amount"] for e in ledger.values()), "ledger and balance disagree"
+    assert balance is None or balance == sum(e["amount"] for e in ledger.values()), (
+        "ledger and balance disagree"
+    )
     return {"balance": balance, "ledger": ledger, "jobs": jobs, "idempotency": sorted(keys)}
 
 
@@ -158,8 +179,14 @@ def functions_server(stack: Stack, tmp_path: Path) -> Iterator[Any]:
     started: list[Stack] = []
 
     def start(**env: str) -> str:
-        other = Stack(firestore_port=stack.firestore_port, tasks_port=stack.tasks_port, ai_base_url=stack.ai_base_url,
-                      log_dir=tmp_path, worker_secret=stack.worker_secret, extra_env={**stack.extra_env, **env})
+        other = Stack(
+            firestore_port=stack.firestore_port,
+            tasks_port=stack.tasks_port,
+            ai_base_url=stack.ai_base_url,
+            log_dir=tmp_path,
+            worker_secret=stack.worker_secret,
+            extra_env={**stack.extra_env, **env},
+        )
         started.append(other)
         other.start_functions(threads=4)
         return other.base_url

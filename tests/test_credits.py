@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import requests
-
 from conftest import Api, books, footprint
 
 
@@ -44,7 +43,9 @@ def test_402_leaves_nothing_behind(api: Api) -> None:
     from shared.catalog import DEFAULT_CATALOG, catalog_ref
 
     token, user = api.signup()
-    expensive = {"task_types": {**DEFAULT_CATALOG["task_types"], "generate_text": {"cost": 11, "options": {}}}}
+    expensive = {
+        "task_types": {**DEFAULT_CATALOG["task_types"], "generate_text": {"cost": 11, "options": {}}}
+    }
     catalog_ref().set(expensive)
     try:
         before = footprint(user["id"])
@@ -101,7 +102,9 @@ def test_expired_idempotency_key_starts_a_new_job(api: Api) -> None:
     token, user = api.signup()
     first = api.submit(token, headers={"Idempotency-Key": "old"}).json()
     (record,) = books(user["id"])["idempotency"]
-    client().collection("idempotency").document(record).update({"expires_at": datetime(2020, 1, 1, tzinfo=UTC)})
+    client().collection("idempotency").document(record).update(
+        {"expires_at": datetime(2020, 1, 1, tzinfo=UTC)}
+    )
     second = api.submit(token, headers={"Idempotency-Key": "old"})
     assert second.status_code == 202 and second.json()["job_id"] != first["job_id"]
     assert books(user["id"])["balance"] == 8

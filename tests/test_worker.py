@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import requests
-
 from conftest import Api, books, footprint
 from fake_openai import (
     Delay,
@@ -21,6 +20,7 @@ from fake_openai import (
     Status,
     content_policy_violation,
 )
+
 from scripts.stack import Stack
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -28,9 +28,9 @@ pytestmark = pytest.mark.usefixtures("stack")
 
 def deliver(stack: Stack, job_id: str, secret: str | None = "default") -> requests.Response:
     """POST to the worker as the queue would."""
-    headers = {"X-Aijobs-Worker-Secret": stack.worker_secret if secret == "default" else secret}
-    if secret is None:
-        headers = {}
+    headers = {} if secret is None else {"X-Aijobs-Worker-Secret": secret}
+    if secret == "default":
+        headers = {"X-Aijobs-Worker-Secret": stack.worker_secret}
     return requests.post(f"{stack.base_url}/worker", json={"job_id": job_id}, headers=headers, timeout=30)
 
 
@@ -113,8 +113,12 @@ def test_another_users_job_is_not_found(api: Api) -> None:
     stranger, stranger_user = api.signup()
     job_id = api.submit(owner).json()["job_id"]
     before = footprint(stranger_user["id"])
-    for method, path in (("GET", f"/jobs/{job_id}"), ("POST", f"/jobs/{job_id}/cancel"),
-                         ("GET", "/jobs/0123456789abcdef0123456789abcdef"), ("GET", "/jobs/not-an-id")):
+    for method, path in (
+        ("GET", f"/jobs/{job_id}"),
+        ("POST", f"/jobs/{job_id}/cancel"),
+        ("GET", "/jobs/0123456789abcdef0123456789abcdef"),
+        ("GET", "/jobs/not-an-id"),
+    ):
         response = api.call(method, path, stranger)
         assert response.status_code == 404 and response.json()["error"]["code"] == "job_not_found", path
     assert footprint(stranger_user["id"]) == before
@@ -194,6 +198,6 @@ def test_expired_lease_is_taken_over_and_the_stale_run_cannot_finish(api: Api, f
 
     assert jobs.run(job_id, provider) == "completed"
     assert jobs._finish(job_id, "stale-lease", "failed", error={"code": "x", "message": "late"}) is None
-    job = ref.get().to_dict()
+    job = ref.get().to_dict() or {}
     assert job["status"] == "completed" and job["attempts"] == 2 and job["output"] == {"text": "taken over"}
     assert books(user["id"])["balance"] == 9 and ledger_types(user["id"]) == ["charge", "grant"]
