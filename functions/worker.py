@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 
 from shared import jobs
 from shared.ai import OpenAIProvider
-from shared.internal_auth import verify_queue_caller
+from shared.internal_auth import verify_internal_caller
 from shared.settings import get_settings
 from shared.web import endpoint, parse_body, respond
 
@@ -32,7 +32,7 @@ def _provider() -> OpenAIProvider:
 
 @endpoint("POST")
 def worker(request: flask.Request) -> flask.Response:
-    verify_queue_caller(request.headers)
+    verify_internal_caller(request.headers, "worker", get_settings().tasks_service_account)
     task = parse_body(request, WorkerTask)
     outcome = jobs.run(task.job_id, _provider())
     logger.info("job %s: %s", task.job_id, outcome)

@@ -129,7 +129,7 @@ class Stack:
             "TASKS_EMULATOR_HOST": f"127.0.0.1:{self.tasks_port}",
             "TASKS_LOCATION": "us-central1",
             "TASKS_QUEUE": "aijobs-jobs",
-            "WORKER_URL": f"{self.base_url}/worker",
+            "FUNCTIONS_BASE_URL": self.base_url,
             "WORKER_SECRET": self.worker_secret,
             "JWT_SECRET": DEV_JWT_SECRET,
             "AI_BASE_URL": self.ai_base_url or f"http://127.0.0.1:{self.model_port}/v1",

@@ -1,8 +1,9 @@
-"""Who may call the internal functions (``worker``): only the jobs queue.
+"""Who may call the internal functions: the jobs queue (``worker``) and Cloud
+Scheduler (``sweep_jobs``, ``weekly_report``).
 
-Production: the Google-signed OIDC token Cloud Tasks attaches, checked for
-audience (the worker URL) and the queue's service account. Local stack: a
-shared secret header, which production settings refuse to start with.
+Production: the Google-signed OIDC token the caller attaches, checked for
+audience (the function's own URL) and the caller's service account. Local
+stack: a shared secret header, which production settings refuse to start with.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from shared.settings import get_settings
 WORKER_SECRET_HEADER = "X-Aijobs-Worker-Secret"
 
 
-def verify_queue_caller(headers: Headers) -> None:
+def verify_internal_caller(headers: Headers, function: str, service_account: str | None) -> None:
+    """Refuse any caller but ``service_account`` calling ``function`` (401/403)."""
     settings = get_settings()
     if settings.worker_secret is not None:
         given = headers.get(WORKER_SECRET_HEADER)
@@ -33,8 +35,9 @@ def verify_queue_caller(headers: Headers) -> None:
     from google.oauth2 import id_token
 
     try:
-        claims = id_token.verify_oauth2_token(token, requests.Request(), audience=settings.worker_url)
+        audience = settings.function_url(function)
+        claims = id_token.verify_oauth2_token(token, requests.Request(), audience=audience)
     except ValueError:
         raise Unauthenticated("internal endpoint: invalid OIDC token") from None
-    if claims.get("email") != settings.tasks_service_account or not claims.get("email_verified"):
+    if not service_account or claims.get("email") != service_account or not claims.get("email_verified"):
         raise Forbidden("internal endpoint: caller not allowed")

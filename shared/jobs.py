@@ -38,7 +38,7 @@ from typing import Any, Literal
 from google.cloud import firestore
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared import catalog, credits
+from shared import catalog, credits, usage
 from shared.db import Snapshot, client, commit_optimistically, now, put, unchanged
 from shared.errors import (
     Conflict,
@@ -58,8 +58,8 @@ IDEMPOTENCY_TTL = timedelta(hours=24)
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 _ID = re.compile(r"[0-9a-f]{32}")
 
-Enqueue = Callable[[str], None]
-"""Puts a job id on the queue; raises ``Unavailable`` when it cannot."""
+Enqueue = Callable[[str, int], None]
+"""Puts ``(job_id, generation)`` on the queue; raises ``Unavailable`` when it cannot."""
 
 Provider = Callable[[str, Any, dict[str, Any]], dict[str, Any]]
 """Runs ``(task_type, input_data, options)`` on the AI; raises ``ProviderError``."""
@@ -182,6 +182,7 @@ def submit(user_id: str, job: JobCreate, idempotency_key: str | None, enqueue: E
             }
             put(batch, seen, record)
         balance = credits.stage_charge(batch, user, cost, job_id, at)
+        usage.stage_submitted(batch, user_id, job.task_type, cost, at)
         batch.create(
             _jobs().document(job_id),
             {
@@ -204,7 +205,7 @@ def submit(user_id: str, job: JobCreate, idempotency_key: str | None, enqueue: E
     if accepted.replayed:
         return accepted
     try:
-        enqueue(job_id)
+        enqueue(job_id, 0)
     except Unavailable:
         _finish(
             job_id,
@@ -262,11 +263,13 @@ def _finish(
     output: dict[str, Any] | None = None,
     error: dict[str, str] | None = None,
     forget: firestore.DocumentReference | None = None,
+    still: Callable[[Snapshot], bool] = lambda job: True,
 ) -> JobPublic | None:
     """Move a job to a final state; ``None`` if it is no longer ours to move.
 
     ``lease_id=None`` finishes a job still ``queued`` (cancel, enqueue failure);
-    otherwise the job must be ``in_progress`` under that lease. Failing and
+    otherwise the job must be ``in_progress`` under that lease; ``still`` can
+    require more of the job as read in the commit's own round. Failing and
     canceling refund the cost in the same commit.
     """
     ref = _jobs().document(job_id)
@@ -277,7 +280,7 @@ def _finish(
         if not job.exists:
             return None
         expected = "queued" if lease_id is None else "in_progress"
-        if job.get("status") != expected or job.get("lease_id") != lease_id:
+        if job.get("status") != expected or job.get("lease_id") != lease_id or not still(job):
             return None
         changes = {
             "status": status,
@@ -290,6 +293,15 @@ def _finish(
         batch.update(ref, changes, option=unchanged(job))
         if status != "completed":
             credits.stage_refund(batch, job.get("user_id"), job.get("cost"), job_id, at)
+        usage.stage_finished(
+            batch,
+            job.get("user_id"),
+            job.get("task_type"),
+            status,
+            job.get("cost"),
+            job.get("created_at"),
+            at,
+        )
         if forget is not None:
             batch.delete(forget)
         return JobPublic(job_id=job_id, **{**(job.to_dict() or {}), **changes})
@@ -337,26 +349,20 @@ def _claim(job_id: str, lease_id: str) -> _Claim | str:
     return commit_optimistically(decide)
 
 
-def _release(job_id: str, lease_id: str, error: ProviderError) -> None:
-    """Hand a job back to the queue after a retryable failure."""
+def _release(job_id: str, lease_id: str, error: dict[str, str]) -> bool:
+    """Hand a job back to the queue (a retryable failure, or a lease that ran out)."""
     ref = _jobs().document(job_id)
 
-    def decide(batch: firestore.WriteBatch) -> None:
+    def decide(batch: firestore.WriteBatch) -> bool:
         job = ref.get()
-        if job.exists and job.get("status") == "in_progress" and job.get("lease_id") == lease_id:
-            batch.update(
-                ref,
-                {
-                    "status": "queued",
-                    "lease_id": None,
-                    "lease_expires_at": None,
-                    "error": _error(error.code, error.message),
-                    "updated_at": now(),
-                },
-                option=unchanged(job),
-            )
+        if not (job.exists and job.get("status") == "in_progress" and job.get("lease_id") == lease_id):
+            return False
+        changes = {"status": "queued", "lease_id": None, "lease_expires_at": None, "error": error,
+                   "updated_at": now()}
+        batch.update(ref, changes, option=unchanged(job))
+        return True
 
-    commit_optimistically(decide)
+    return commit_optimistically(decide)
 
 
 def run(job_id: str, provider: Provider) -> str:
@@ -380,10 +386,56 @@ def run(job_id: str, provider: Provider) -> str:
         if claim.attempt >= get_settings().job_max_attempts:
             _finish(job_id, lease_id, "failed", error=_error(exc.code, exc.message))
             return "failed"
-        _release(job_id, lease_id, exc)
+        _release(job_id, lease_id, _error(exc.code, exc.message))
         raise Unavailable(f"the AI call failed ({exc.code}); retry", code=exc.code) from None
     except PermanentProviderError as exc:
         _finish(job_id, lease_id, "failed", error=_error(exc.code, exc.message))
         return "failed"
     done = _finish(job_id, lease_id, "completed", output=output)
     return "completed" if done is not None else "lease_lost"
+
+
+def sweep(enqueue: Enqueue, limit: int = 500) -> dict[str, int]:
+    """Recover stuck jobs; safe to run concurrently with workers and with itself.
+
+    - ``in_progress`` with an expired lease (its worker died): back to ``queued`` and
+      on the queue again, or ``failed`` and refunded when it used all its attempts.
+    - ``queued`` for ``QUEUED_TIMEOUT_SECONDS`` since its last change (its task was
+      lost, e.g. the process died between charge and enqueue): ``failed``, refunded.
+
+    Each move is the same guarded commit the worker uses, so a late delivery racing
+    the sweeper changes the job at most once and a job is refunded at most once.
+    """
+    settings = get_settings()
+    at = now()
+    counts = {"requeued": 0, "failed": 0}
+    expired = (
+        _jobs()
+        .where(filter=firestore.FieldFilter("status", "==", "in_progress"))
+        .where(filter=firestore.FieldFilter("lease_expires_at", "<", at))
+        .limit(limit)
+    )
+    for job in expired.stream():
+        lease_id, attempts = job.get("lease_id"), int(job.get("attempts"))
+        if attempts >= settings.job_max_attempts:
+            error = _error("attempts_exhausted", "the job's worker stopped on its last attempt")
+            if _finish(job.id, lease_id, "failed", error=error, still=lambda j: j.get("lease_expires_at") < at):
+                counts["failed"] += 1
+        elif _release(job.id, lease_id, _error("lease_expired", "the job's worker stopped; retrying")):
+            counts["requeued"] += 1
+            try:
+                enqueue(job.id, attempts)
+            except Unavailable:
+                pass  # still queued: a later sweep fails and refunds it if it is never delivered
+    cutoff = at - timedelta(seconds=settings.queued_timeout_seconds)
+    stale = (
+        _jobs()
+        .where(filter=firestore.FieldFilter("status", "==", "queued"))
+        .where(filter=firestore.FieldFilter("updated_at", "<", cutoff))
+        .limit(limit)
+    )
+    for job in stale.stream():
+        error = _error("queue_timeout", "the job was never run")
+        if _finish(job.id, None, "failed", error=error, still=lambda j: j.get("updated_at") < cutoff):
+            counts["failed"] += 1
+    return counts

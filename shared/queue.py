@@ -39,8 +39,9 @@ def queue_path() -> str:
     return _client().queue_path(settings.google_cloud_project, settings.tasks_location, settings.tasks_queue)
 
 
-def enqueue(job_id: str) -> None:
-    """Create the job's task, named after the job so the queue can drop a repeat."""
+def enqueue(job_id: str, generation: int = 0) -> None:
+    """Create a task for the job, named after the job (and the sweeper's re-queue
+    ``generation``) so the queue can drop a repeat of the same call."""
     settings = get_settings()
     request: dict[str, object] = {
         "http_method": tasks_v2.HttpMethod.POST,
@@ -59,7 +60,7 @@ def enqueue(job_id: str) -> None:
             "audience": settings.worker_url,
         }
     task = {
-        "name": f"{queue_path()}/tasks/job-{job_id}",
+        "name": f"{queue_path()}/tasks/job-{job_id}" + (f"-{generation}" if generation else ""),
         "http_request": request,
         # The worker's own bound: the AI timeout plus time for its writes.
         "dispatch_deadline": duration_pb2.Duration(seconds=int(settings.job_lease_seconds)),

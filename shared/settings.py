@@ -73,18 +73,37 @@ class Settings(BaseSettings):
     tasks_queue: str = "aijobs-jobs"
     """Cloud Tasks queue id."""
 
-    worker_url: str = "http://127.0.0.1:8080/worker"
-    """URL the queue POSTs each job to; also the OIDC audience in production."""
+    functions_base_url: str = "http://127.0.0.1:8080"
+    """Where the functions are served; ``<base>/<function>`` is each one's URL and OIDC audience."""
 
     tasks_service_account: str | None = None
     """Service account whose OIDC token the queue sends and the worker expects (production)."""
 
+    scheduler_service_account: str | None = None
+    """Service account whose OIDC token Cloud Scheduler sends to the scheduled functions."""
+
     worker_secret: SecretStr | None = None
-    """Shared secret the queue sends to the worker; local stack only."""
+    """Shared secret internal callers (queue, scheduler) send locally; local stack only."""
+
+    queued_timeout_seconds: int = Field(3600, gt=0)
+    """A job still ``queued`` this long after its last change is failed and refunded by the sweeper."""
+
+    anomaly_min_jobs: int = Field(20, ge=1)
+    """The weekly report flags a spike only at or above this many jobs."""
+
+    anomaly_ratio: float = Field(2.0, gt=1)
+    """The weekly report flags a week with more than this times the mean of the previous 4."""
 
     @property
     def is_local(self) -> bool:
         return self.app_env == "local"
+
+    def function_url(self, name: str) -> str:
+        return f"{self.functions_base_url.rstrip('/')}/{name}"
+
+    @property
+    def worker_url(self) -> str:
+        return self.function_url("worker")
 
     @property
     def job_lease_seconds(self) -> float:
@@ -112,8 +131,9 @@ class Settings(BaseSettings):
                 problems.append(f"{name.upper()} is a known default")
         if self.worker_secret is not None:
             problems.append("WORKER_SECRET is for the local stack; production uses OIDC")
-        if not self.tasks_service_account:
-            problems.append("TASKS_SERVICE_ACCOUNT is missing")
+        for name in ("tasks_service_account", "scheduler_service_account"):
+            if not getattr(self, name):
+                problems.append(f"{name.upper()} is missing")
         if self.firestore_emulator_host or self.tasks_emulator_host:
             problems.append("emulator hosts are set")
         if problems:

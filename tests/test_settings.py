@@ -15,7 +15,8 @@ PRODUCTION: dict[str, Any] = {
     "jwt_secret": STRONG,
     "ai_api_key": "sk-" + "a" * 40,
     "tasks_service_account": "tasks@project.iam.gserviceaccount.com",
-    "worker_url": "https://worker-abc.a.run.app",
+    "scheduler_service_account": "scheduler@project.iam.gserviceaccount.com",
+    "functions_base_url": "https://us-central1-project.cloudfunctions.net",
 }
 
 

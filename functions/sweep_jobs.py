@@ -1,0 +1,14 @@
+"""``POST /sweep_jobs``: recover stuck jobs; run by Cloud Scheduler every 5 minutes."""
+
+import flask
+
+from shared import jobs, queue
+from shared.internal_auth import verify_internal_caller
+from shared.settings import get_settings
+from shared.web import endpoint, respond
+
+
+@endpoint("POST")
+def sweep_jobs(request: flask.Request) -> flask.Response:
+    verify_internal_caller(request.headers, "sweep_jobs", get_settings().scheduler_service_account)
+    return respond(jobs.sweep(queue.enqueue))
