@@ -18,10 +18,12 @@ needs no read and so adds no contention to the commits that carry them.
 from __future__ import annotations
 
 import bisect
+from collections import Counter
 from datetime import date, datetime
 from typing import Any
 
 from google.cloud import firestore
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.db import client
 
@@ -120,3 +122,55 @@ def stage_granted(batch: firestore.WriteBatch, user_id: str, amount: int, at: da
     week = week_of(at)
     field = "granted" if amount >= 0 else "adjusted"
     _bump(batch, week_ref(user_id, week), {"user_id": user_id, "week": week}, {field: amount})
+
+
+MAX_RANGE_DAYS = 366
+
+
+class UsageQuery(BaseModel):
+    """Query of ``GET /usage``: an inclusive range of UTC days, at most 366 of them."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    from_: date = Field(alias="from")
+    to: date
+
+    @model_validator(mode="after")
+    def _range(self) -> UsageQuery:
+        if self.to < self.from_:
+            raise ValueError("'to' is before 'from'")
+        if (self.to - self.from_).days + 1 > MAX_RANGE_DAYS:
+            raise ValueError(f"the range is longer than {MAX_RANGE_DAYS} days")
+        return self
+
+
+def _totals(jobs: dict[str, int], credits: dict[str, int]) -> dict[str, Any]:
+    return {
+        "jobs": jobs,
+        "credits": credits,
+        "total_jobs": sum(jobs.values()),
+        "total_credits": sum(credits.values()),
+    }
+
+
+def history(user_id: str, query: UsageQuery) -> dict[str, Any]:
+    """Jobs and net credits spent per task type, per day with activity, and over the range."""
+    docs = (
+        days(user_id)
+        .where(filter=firestore.FieldFilter("day", ">=", query.from_.isoformat()))
+        .where(filter=firestore.FieldFilter("day", "<=", query.to.isoformat()))
+        .order_by("day")
+        .stream()
+    )
+    per_day, all_jobs, all_credits = [], Counter[str](), Counter[str]()
+    for doc in docs:
+        jobs, credits = doc.get("jobs") or {}, doc.get("credits") or {}
+        per_day.append({"date": doc.get("day"), **_totals(jobs, credits)})
+        all_jobs.update(jobs)
+        all_credits.update(credits)
+    return {
+        "from": query.from_.isoformat(),
+        "to": query.to.isoformat(),
+        "days": per_day,
+        "totals": _totals(dict(sorted(all_jobs.items())), dict(sorted(all_credits.items()))),
+    }

@@ -1,0 +1,274 @@
+"""The weekly usage report, computed from the usage counters of ``shared.usage``.
+
+Why counters and not the jobs: a week may hold any number of jobs, and the report
+needs figures per user (top spenders, per-user spikes), which Firestore's
+aggregation queries cannot group. The counters are kept exact by the commits that
+change jobs and credits, so the report reads one ``usage_weeks`` document per user
+active that week, four ``sum`` aggregations for the service's baseline, and the
+previous four weeks only of users busy enough to be flagged. Its cost grows with
+active users, never with jobs.
+
+Stored at ``reports/{week}``. The content depends only on the data, so running it
+again for the same week rewrites the same document.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from google.cloud import firestore
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from shared import usage
+from shared.db import client, now
+from shared.errors import InvalidRequest, NotFound
+from shared.settings import get_settings
+
+STATUSES = ("submitted", "completed", "failed", "canceled")
+BASELINE_WEEKS = 4
+_WEEK = re.compile(r"(\d{4})-W(\d{2})")
+
+
+class ReportRequest(BaseModel):
+    """Body of ``weekly_report``; without ``week``, the last complete ISO week (UTC)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    week: str | None = None
+
+    @field_validator("week")
+    @classmethod
+    def _week(cls, value: str | None) -> str | None:
+        if value is not None:
+            week_start(value)
+        return value
+
+
+def week_start(week: str) -> datetime:
+    """Monday 00:00 UTC of an ISO week like ``2026-W47``."""
+    match = _WEEK.fullmatch(week)
+    try:
+        if match is None:
+            raise ValueError
+        monday = date.fromisocalendar(int(match[1]), int(match[2]), 1)
+    except ValueError:
+        raise ValueError(f"week must be an ISO week like 2026-W47, not {week!r}") from None
+    return datetime.combine(monday, time(), UTC)
+
+
+def shift(week: str, weeks: int) -> str:
+    return usage.week_of(week_start(week) + timedelta(weeks=weeks))
+
+
+def last_complete_week(at: datetime) -> str:
+    return usage.week_of(at - timedelta(weeks=1))
+
+
+def _reports() -> firestore.CollectionReference:
+    return client().collection("reports")
+
+
+def _percentile(histogram: Counter[str], q: float) -> float | None:
+    """Upper bound (seconds) of the bucket holding the q-quantile; None if unmeasured or open-ended."""
+    total = sum(histogram.values())
+    if total == 0:
+        return None
+    rank, seen = math.ceil(q * total), 0
+    for bucket in sorted(histogram):
+        seen += histogram[bucket]
+        if seen >= rank:
+            bound = usage.LATENCY_BOUNDS[int(bucket)]
+            return None if math.isinf(bound) else bound
+    return None
+
+
+def _aggregate(query: Any) -> int:
+    """The single value of a one-aggregation query (count or sum), run on the server."""
+    results: Any = query.get()
+    return int(results[0][0].value or 0)
+
+
+def _service_baseline(week: str) -> list[int]:
+    totals = []
+    for back in range(1, BASELINE_WEEKS + 1):
+        query = (
+            client()
+            .collection_group("usage_weeks")
+            .where(filter=firestore.FieldFilter("week", "==", shift(week, -back)))
+        )
+        totals.append(_aggregate(query.sum("jobs_total")))
+    return totals
+
+
+def _user_baselines(week: str, user_ids: list[str]) -> dict[str, list[int]]:
+    refs = [usage.week_ref(u, shift(week, -b)) for u in user_ids for b in range(1, BASELINE_WEEKS + 1)]
+    found = {s.reference.path: s for s in client().get_all(refs)} if refs else {}
+    history: dict[str, list[int]] = {u: [] for u in user_ids}
+    for ref in refs:
+        snapshot = found.get(ref.path)
+        history[ref.parent.parent.id].append(
+            int(snapshot.get("jobs_total") or 0) if snapshot and snapshot.exists else 0
+        )
+    return history
+
+
+def _anomaly(
+    scope: str, user_id: str | None, label: str, value: int, past: list[int]
+) -> dict[str, Any] | None:
+    """Flag ``value`` against the mean of ``past``: more than RATIO times it, and at least MIN jobs."""
+    settings = get_settings()
+    baseline = sum(past) / len(past)
+    if value < settings.anomaly_min_jobs:
+        return None
+    if baseline == 0:
+        message = f"{label}: {value} jobs with none in the previous {len(past)} weeks"
+        return {
+            "scope": scope,
+            "user_id": user_id,
+            "value": value,
+            "baseline": 0.0,
+            "ratio": None,
+            "message": message,
+        }
+    ratio = value / baseline
+    if ratio <= settings.anomaly_ratio:
+        return None
+    message = (
+        f"{label}: {value} jobs, {ratio:.1f}x the mean of {baseline:g} over the previous {len(past)} weeks"
+    )
+    return {
+        "scope": scope,
+        "user_id": user_id,
+        "value": value,
+        "baseline": baseline,
+        "ratio": round(ratio, 2),
+        "message": message,
+    }
+
+
+def _usernames(user_ids: list[str]) -> dict[str, str]:
+    refs = [client().collection("users").document(u) for u in user_ids]
+    return {s.id: s.get("username") for s in client().get_all(refs, field_paths=["username"]) if s.exists}
+
+
+def build(week: str) -> dict[str, Any]:
+    """Compute the report for ``week`` from the counters (nothing is stored)."""
+    settings = get_settings()
+    start = week_start(week)
+    rows = [
+        d.to_dict() or {}
+        for d in client()
+        .collection_group("usage_weeks")
+        .where(filter=firestore.FieldFilter("week", "==", week))
+        .stream()
+    ]
+
+    by_type: dict[str, Counter[str]] = {}
+    credits: Counter[str] = Counter()
+    latency: Counter[str] = Counter()
+    for row in rows:
+        for status in STATUSES:
+            for task_type, n in (row.get(status) or {}).items():
+                by_type.setdefault(task_type, Counter())[status] += n
+        for field in ("charged", "refunded", "granted", "adjusted"):
+            credits[field] += row.get(field) or 0
+        latency.update(row.get("latency") or {})
+    jobs = {status: sum(c[status] for c in by_type.values()) for status in STATUSES}
+    finished = jobs["completed"] + jobs["failed"]
+
+    active = [r for r in rows if (r.get("jobs_total") or 0) > 0]
+    top = sorted(active, key=lambda r: (-(r.get("spent") or 0), -r["jobs_total"], r["user_id"]))[:10]
+    busy = [r for r in active if r["jobs_total"] >= settings.anomaly_min_jobs]
+    names = _usernames(sorted({r["user_id"] for r in top + busy}))
+
+    anomalies = [
+        a for a in [_anomaly("service", None, "service", jobs["submitted"], _service_baseline(week))] if a
+    ]
+    history = _user_baselines(week, sorted(r["user_id"] for r in busy))
+    for row in busy:
+        label = f"user {names.get(row['user_id'], row['user_id'])}"
+        found = _anomaly("user", row["user_id"], label, row["jobs_total"], history[row["user_id"]])
+        if found:
+            anomalies.append(found)
+    anomalies.sort(key=lambda a: (a["scope"] != "service", -a["value"], a["user_id"] or ""))
+
+    signups: Any = (
+        client()
+        .collection("users")
+        .where(filter=firestore.FieldFilter("created_at", ">=", start))
+        .where(filter=firestore.FieldFilter("created_at", "<", start + timedelta(weeks=1)))
+    )
+    return {
+        "week": week,
+        "start": start.isoformat().replace("+00:00", "Z"),
+        "end": (start + timedelta(weeks=1)).isoformat().replace("+00:00", "Z"),
+        "jobs": {
+            **jobs,
+            "by_task_type": {t: {s: c[s] for s in STATUSES} for t, c in sorted(by_type.items())},
+        },
+        "credits": {f: credits[f] for f in ("charged", "refunded", "granted", "adjusted")},
+        "active_users": len(active),
+        "new_signups": _aggregate(signups.count()),
+        "top_users": [
+            {
+                "user_id": r["user_id"],
+                "username": names.get(r["user_id"]),
+                "credits_spent": r.get("spent") or 0,
+                "jobs": r["jobs_total"],
+            }
+            for r in top
+        ],
+        "failure_rate": round(jobs["failed"] / finished, 4) if finished else None,
+        "completion_seconds": {
+            "p50": _percentile(latency, 0.5),
+            "p95": _percentile(latency, 0.95),
+            "measured": sum(latency.values()),
+        },
+        "anomalies": anomalies,
+        "thresholds": {
+            "ratio": settings.anomaly_ratio,
+            "min_jobs": settings.anomaly_min_jobs,
+            "baseline_weeks": BASELINE_WEEKS,
+        },
+    }
+
+
+def run(week: str | None) -> dict[str, Any]:
+    """Compute and store the report for ``week`` (default: the last complete week)."""
+    at = now()
+    week = week or last_complete_week(at)
+    if week_start(week) + timedelta(weeks=1) > at:
+        raise InvalidRequest(f"{week} has not ended yet", code="week_not_complete")
+    report = build(week)
+    _reports().document(week).set(report)
+    return report
+
+
+def get(week: str) -> dict[str, Any]:
+    snapshot = _reports().document(week).get() if _WEEK.fullmatch(week) else None
+    if snapshot is None or not snapshot.exists:
+        raise NotFound(f"no report for {week}", code="report_not_found")
+    return snapshot.to_dict() or {}
+
+
+def list_weeks(limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    """Stored reports, newest week first, as summaries; ``cursor`` is the last week of the previous page."""
+    query = _reports().order_by("__name__", direction=firestore.Query.DESCENDING)
+    if cursor:
+        if not _WEEK.fullmatch(cursor):
+            raise InvalidRequest("unknown cursor", code="invalid_cursor")
+        query = query.start_after({"__name__": _reports().document(cursor)})
+    docs = list(query.limit(limit + 1).stream())
+    summaries: list[dict[str, Any]] = [
+        {
+            "week": d.id,
+            "jobs": (d.get("jobs") or {}).get("submitted"),
+            "anomalies": len(d.get("anomalies") or []),
+        }
+        for d in docs[:limit]
+    ]
+    return summaries, (docs[limit - 1].id if len(docs) > limit else None)
