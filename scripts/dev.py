@@ -53,6 +53,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     # Explicit, because a shell starts background jobs with SIGINT ignored.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    secret_file = ROOT / ".run" / "internal-secret"
     try:
         print(
             "==> starting Firestore emulator, Cloud Tasks emulator"
@@ -60,6 +61,9 @@ def main() -> int:
             + ", functions"
         )
         stack.start()
+        # scripts/report calls the scheduled functions the way Cloud Scheduler would.
+        secret_file.touch(mode=0o600)
+        secret_file.write_text(stack.worker_secret)
         base = stack.base_url
         print(
             f"""
@@ -91,6 +95,7 @@ Ctrl-C stops everything.""",
         return 1
     finally:
         stack.stop()
+        secret_file.unlink(missing_ok=True)
 
 
 def _function_names() -> list[str]:
