@@ -1,19 +1,102 @@
 """Write the initial data into a fresh Firestore emulator and export it to ``emulator-export/``.
 
-``scripts/dev`` and the tests start the emulator from that export.
+Seeds the task-type catalog, an admin and a demo user (credentials in the README), and
+five weeks of history for a few users, with a spike in the last complete week, so the
+weekly report has something to show. Every balance, ledger entry and counter is written
+through ``shared.credits`` and ``shared.usage``, as the service itself would.
+``scripts/dev`` and the tests start the emulator from the export.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import sys
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from scripts.stack import ROOT, Stack
 
 EXPORT = ROOT / "emulator-export"
+ADMIN = ("admin", "admin-password-1")
+DEMO = ("demo", "demo-password-1")
+REGULARS = ["ana", "ben", "chen", "dara", "eli"]
+TASKS = ["summarize", "translate", "generate_text", "chat"]
+
+
+def account(username: str, password: str) -> str:
+    from shared import auth
+
+    user, _ = auth.signup(auth.UserCredentials(username=username, password=password))
+    return user.id
+
+
+def top_up(username: str, amount: int) -> None:
+    from shared import credits
+
+    order = credits.GrantCreate(
+        username=username, amount=amount, reason="seed data", grant_id=f"seed-{username}"
+    )
+    credits.grant(order, admin_id="seed")
+
+
+def past_job(user_id: str, task_type: str, at: datetime, failed: bool, seconds: float) -> None:
+    """One finished job as the service would have recorded it at ``at``."""
+    from shared import credits, usage
+    from shared.db import client
+
+    db, job_id, done = client(), uuid.uuid4().hex, at + timedelta(seconds=seconds)
+    status = "failed" if failed else "completed"
+    batch = db.batch()
+    credits.stage_charge(batch, db.collection("users").document(user_id).get(), 1, job_id, at)
+    usage.stage_submitted(batch, user_id, task_type, 1, at)
+    if failed:
+        credits.stage_refund(batch, user_id, 1, job_id, done)
+    usage.stage_finished(batch, user_id, task_type, status, 1, at, done)
+    text = "Seeded example input." if task_type != "chat" else [{"role": "user", "content": "Hello!"}]
+    options = {"target_language": "French"} if task_type == "translate" else {}
+    batch.create(
+        db.collection("jobs").document(job_id),
+        {
+            "task_type": task_type,
+            "input_data": text,
+            "options": options,
+            "user_id": user_id,
+            "cost": 1,
+            "status": status,
+            "attempts": 1,
+            "lease_id": None,
+            "lease_expires_at": None,
+            "output": None if failed else {"text": "Seeded example output."},
+            "error": {"code": "ai_server_error", "message": "seeded failure"} if failed else None,
+            "created_at": at,
+            "updated_at": done,
+        },
+    )
+    batch.commit()
+
+
+def history(users: dict[str, str], spiker: str) -> str:
+    """Five weeks of steady use, then ``spiker`` jumps in the last complete week; returns that week."""
+    from shared import reports, usage
+
+    rng = random.Random(47)
+    now = datetime.now(UTC)
+    last = reports.last_complete_week(now)
+    for back in range(5, 0, -1):
+        start = reports.week_start(last) - timedelta(weeks=back - 1)
+        plan = {name: rng.randint(2, 4) for name in REGULARS}
+        if back == 1:
+            plan[spiker] = 30
+        for name, count in plan.items():
+            for _ in range(count):
+                at = start + timedelta(seconds=rng.randint(0, 7 * 86400 - 3600))
+                past_job(users[name], rng.choice(TASKS), at, rng.random() < 0.1, rng.uniform(1, 40))
+    assert usage.week_of(reports.week_start(last)) == last
+    return last
 
 
 def main() -> None:
@@ -21,12 +104,24 @@ def main() -> None:
     stack.start_firestore()
     try:
         os.environ.update(stack.env())
+        from shared import auth
         from shared.catalog import DEFAULT_CATALOG, catalog_ref
 
         catalog_ref().set(DEFAULT_CATALOG)
+        account(*ADMIN)
+        auth.set_role(ADMIN[0], "admin")
+        users = {DEMO[0]: account(*DEMO)}
+        for name in REGULARS:
+            users[name] = account(name, f"{name}-password-1")
+        for name in users:
+            top_up(name, 50)
+        spike_week = history(users, spiker=DEMO[0])
         shutil.rmtree(EXPORT, ignore_errors=True)
         stack.export(EXPORT)
-        print(f"seeded: config/catalog; exported to {EXPORT.relative_to(ROOT)}/")
+        print(
+            f"seeded: catalog, admin and demo users, 5 weeks of history (spike in {spike_week});"
+            f" exported to {EXPORT.relative_to(ROOT)}/"
+        )
     finally:
         stack.stop()
 

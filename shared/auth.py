@@ -15,21 +15,32 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from functools import cache
+from typing import Annotated, Any, Literal, get_args
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared import credits
-from shared.db import client, commit_optimistically, now
-from shared.errors import Conflict, Unauthenticated
+from shared.db import Snapshot, client, commit_optimistically, now, unchanged
+from shared.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthenticated
 from shared.settings import get_settings
+from shared.usernames import Username, is_valid
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
-# Verified against when the username is unknown, so both failures cost the same time.
-_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+
+@cache
+def _dummy_hash() -> str:
+    """Verified against when the username is unknown, so both failures cost the same time.
+
+    Made on first use: hashing costs ~150 ms, which no cold start should pay.
+    """
+    return _hasher.hash("not-a-real-password")
+
+
 _ALGORITHM = "HS256"
 
 
@@ -38,16 +49,8 @@ class UserCredentials(BaseModel):
 
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
-    username: Annotated[str, StringConstraints(min_length=3, max_length=32)]
+    username: Username
     password: Annotated[str, StringConstraints(min_length=8, max_length=128)] = Field(repr=False)
-
-    @field_validator("username")
-    @classmethod
-    def _username(cls, value: str) -> str:
-        value = value.lower()
-        if not all(c.isascii() and (c.isalnum() or c in "_.-") for c in value):
-            raise ValueError("may contain only a-z, 0-9, '_', '.', '-'")
-        return value
 
 
 class UserPublic(BaseModel):
@@ -61,6 +64,24 @@ class Token(BaseModel):
     access_token: str
     token_type: str = "bearer"
     expires_in: int
+
+
+Role = Literal["user", "admin"]
+
+
+class UserAdmin(BaseModel):
+    """An account as an admin sees it: never the password hash."""
+
+    id: str
+    username: str
+    role: Role
+    credits: int
+    created_at: datetime
+
+
+class UserAdminDetail(UserAdmin):
+    jobs: dict[str, int]
+    """How many of the user's jobs are in each status (every status present, zeros included)."""
 
 
 def _users() -> Any:
@@ -131,7 +152,7 @@ def login(credentials: UserCredentials) -> Token:
     wrong = Unauthenticated("wrong username or password", code="invalid_credentials")
     name = client().collection("usernames").document(credentials.username).get()
     user = _users().document(name.get("user_id")).get() if name.exists else None
-    stored = user.get("password_hash") if user is not None and user.exists else _DUMMY_HASH
+    stored = user.get("password_hash") if user is not None and user.exists else _dummy_hash()
     try:
         _hasher.verify(stored, credentials.password)
     except (VerificationError, InvalidHashError):
@@ -147,3 +168,95 @@ def get_user(user_id: str) -> UserPublic:
     if not snapshot.exists:
         raise Unauthenticated("the account no longer exists", code="invalid_token")
     return UserPublic(id=snapshot.id, **snapshot.to_dict())
+
+
+# -- admin ---------------------------------------------------------------------------------------
+# The role lives on the user document (``role: user|admin``) and is read on every admin call,
+# not put in the token: revoking an admin takes effect at once, not when a token expires.
+_ADMIN_FIELDS = ["username", "role", "credits", "created_at"]
+
+
+def require_admin(user_id: str) -> None:
+    """Refuse (``Forbidden``) anyone whose account is not an admin one; a vanished account is 401."""
+    snapshot = _users().document(user_id).get(field_paths=["role"])
+    if not snapshot.exists:
+        raise Unauthenticated("the account no longer exists", code="invalid_token")
+    if (snapshot.to_dict() or {}).get("role") != "admin":
+        raise Forbidden("this needs an admin account", code="admin_only")
+
+
+def _by_username(username: str, field_paths: list[str] | None = None) -> Snapshot:
+    """The user document of ``username`` (any case); ``NotFound`` if there is none."""
+    missing = NotFound("no user has this username", code="user_not_found")
+    # Checked first: a path segment such as ``__x__`` is not even a valid document id.
+    if not is_valid(username):
+        raise missing
+    link = client().collection("usernames").document(username.lower()).get()
+    user = _users().document(link.get("user_id")).get(field_paths=field_paths) if link.exists else None
+    if user is None or not user.exists:
+        raise missing
+    return user
+
+
+def set_role(username: str, role: Role) -> None:
+    """Make ``username`` an admin or a plain user again (``scripts/grant --make-admin``)."""
+    if role not in get_args(Role):
+        raise InvalidRequest(f"role must be one of {', '.join(get_args(Role))}", code="invalid_role")
+
+    def decide(batch: Any) -> None:
+        user = _by_username(username)
+        if user.get("role") != role:  # already so: nothing to write
+            batch.update(user.reference, {"role": role}, option=unchanged(user))
+
+    commit_optimistically(decide)
+
+
+def _admin_view(snapshot: Snapshot) -> UserAdmin:
+    data = snapshot.to_dict() or {}
+    return UserAdmin(
+        id=snapshot.id,
+        username=data["username"],
+        role=data.get("role", "user"),
+        credits=data["credits"],
+        created_at=data["created_at"],
+    )
+
+
+def list_users(limit: int, cursor: str | None) -> tuple[list[UserAdmin], str | None]:
+    """A page of accounts ordered by username; ``cursor`` is the last user id of the previous page.
+
+    The cursor is the user id rather than the username: usernames may contain ``.``, which
+    ``shared.web.page`` does not accept in a cursor, and an id is opaque like every other cursor.
+    """
+    query = _users().select(_ADMIN_FIELDS).order_by("username")
+    if cursor:
+        last = _users().document(cursor).get(field_paths=["username"])
+        if not last.exists:
+            raise InvalidRequest("unknown cursor", code="invalid_cursor")
+        query = query.start_after(last)
+    docs = list(query.limit(limit + 1).stream())
+    users = [_admin_view(d) for d in docs[:limit]]
+    return users, (users[-1].id if len(docs) > limit else None)
+
+
+def _job_counts(user_id: str) -> dict[str, int]:
+    """One aggregation count per status: the server counts, no job document is read."""
+    from google.cloud.firestore import FieldFilter
+
+    # Imported here: only the admin function needs the job statuses, signup and login do not.
+    from shared.jobs import Status
+
+    jobs = client().collection("jobs").where(filter=FieldFilter("user_id", "==", user_id))
+    counts: dict[str, int] = {}
+    for status in get_args(Status):
+        # Any: the library annotates count() as returning a class; it returns a query whose
+        # get() gives one row per aggregation set, each a list of results.
+        counted: Any = jobs.where(filter=FieldFilter("status", "==", status)).count()
+        counts[status] = int(counted.get()[0][0].value)
+    return counts
+
+
+def get_user_by_username(username: str) -> UserAdminDetail:
+    """An account with its balance, role and job counts; ``NotFound`` ``user_not_found``."""
+    user = _admin_view(_by_username(username, _ADMIN_FIELDS))
+    return UserAdminDetail(**user.model_dump(), jobs=_job_counts(user.id))

@@ -3,7 +3,10 @@
 Documents:
 - ``users/{user_id}.credits``: the balance (an integer, never negative).
 - ``users/{user_id}/ledger/{entry_id}``: one entry per movement,
-  ``{type: grant|charge|refund, amount: signed int, job_id, created_at}``.
+  ``{type: grant|adjustment|charge|refund, amount: signed int, job_id, created_at}``;
+  an admin's grant or adjustment also has ``reason`` and ``admin_id``.
+- ``grants/{sha256(grant_id)}``: an admin grant's request and first result, so a
+  repeat of its ``grant_id`` answers that result and moves nothing.
 
 Why balance and ledger never disagree: every movement changes the balance and
 creates its ledger entry in the same atomic batch (see ``shared.db``), so the
@@ -22,20 +25,31 @@ Why a refund happens at most once per job: its ledger entry has the fixed id
 ``refund-{job_id}`` and is written with ``create`` (exists=False), so a second
 refund for the same job fails its batch; callers also guard it with the job's
 own state transition in the same batch.
+
+Why an admin grant happens at most once per ``grant_id``: ``grant`` creates the
+grant record (exists=False) in the same batch as the guarded balance change, so
+of racing repeats exactly one commits; each loser decides again, finds the record
+and returns its stored result. A negative grant (an ``adjustment``) is refused
+(409 ``balance_too_low``) rather than taking the balance below zero.
 """
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from google.cloud import firestore
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, field_validator
 
-from shared.db import Snapshot, client, unchanged
-from shared.errors import InsufficientCredits, InvalidRequest
+from shared import usage
+from shared.db import Snapshot, client, commit_optimistically, now, unchanged
+from shared.errors import Conflict, InsufficientCredits, InvalidRequest, NotFound
+from shared.usernames import Username
 
-EntryType = Literal["grant", "charge", "refund"]
+EntryType = Literal["grant", "adjustment", "charge", "refund"]
+MAX_GRANT = 1_000_000
+"""The largest credit change one admin grant may make, either way."""
 
 
 class LedgerEntryPublic(BaseModel):
@@ -44,6 +58,7 @@ class LedgerEntryPublic(BaseModel):
     amount: int
     job_id: str | None
     created_at: datetime
+    reason: str | None = None
 
 
 def _user(user_id: str) -> firestore.DocumentReference:
@@ -64,6 +79,7 @@ def stage_open_account(
     """Create the user document with its opening balance and the matching grant."""
     batch.create(_user(user_id), {**profile, "credits": grant})
     batch.create(_ledger(user_id).document("grant-signup"), _entry("grant", grant, None, at))
+    usage.stage_granted(batch, user_id, grant, at)
 
 
 def stage_charge(
@@ -104,3 +120,101 @@ def history(user_id: str, limit: int, cursor: str | None) -> tuple[list[LedgerEn
     docs = list(query.limit(limit + 1).stream())
     entries = [LedgerEntryPublic(id=d.id, **(d.to_dict() or {})) for d in docs[:limit]]
     return entries, (entries[-1].id if len(docs) > limit else None)
+
+
+# -- admin grants ---------------------------------------------------------------------------------
+
+
+class GrantCreate(BaseModel):
+    """Body of ``POST /admin/credits``: a positive ``amount`` grants, a negative one adjusts down."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    username: Username
+    # Strict: "5", 5.0 and true are refused, not coerced; money amounts are exact integers.
+    amount: Annotated[StrictInt, Field(ge=-MAX_GRANT, le=MAX_GRANT)]
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    grant_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,128}$")]
+
+    @field_validator("amount")
+    @classmethod
+    def _non_zero(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("must not be zero")
+        return value
+
+
+class GrantResult(BaseModel):
+    """Answer to a grant; a repeat of its ``grant_id`` answers the same, with ``replayed`` set."""
+
+    grant_id: str
+    username: str
+    amount: int
+    type: Literal["grant", "adjustment"]
+    credits: int
+    """The balance right after this grant."""
+    created_at: datetime
+    replayed: bool = Field(False, exclude=True)
+
+
+def _grant_key(grant_id: str) -> str:
+    # Hashed, so any accepted grant_id makes a valid document id (``__x__`` would not) and the
+    # ledger id ``grant-<64 hex>`` neither meets ``grant-signup`` nor outgrows a history cursor.
+    return hashlib.sha256(grant_id.encode()).hexdigest()
+
+
+def _replay(record: Snapshot, order: GrantCreate) -> GrantResult:
+    """The stored first result of this ``grant_id``, if ``order`` is the same request."""
+    data = record.to_dict() or {}
+    if (data["username"], data["amount"], data["reason"]) != (order.username, order.amount, order.reason):
+        raise Conflict("this grant_id was already used for another grant", code="grant_id_reused")
+    return GrantResult.model_validate({**data, "replayed": True})
+
+
+def _account(username: str) -> Snapshot:
+    """The user document of an (already normalised) username; ``NotFound`` if there is none."""
+    link = client().collection("usernames").document(username).get()
+    user = _user(link.get("user_id")).get() if link.exists else None
+    if user is None or not user.exists:
+        raise NotFound("no user has this username", code="user_not_found")
+    return user
+
+
+def grant(order: GrantCreate, admin_id: str) -> GrantResult:
+    """Add (or, negative, remove) credits by an admin's decision, at most once per ``grant_id``.
+
+    Raises ``NotFound`` ``user_not_found``, ``Conflict`` ``balance_too_low`` (an adjustment
+    below zero) or ``Conflict`` ``grant_id_reused``; none of them writes anything.
+    """
+    key = _grant_key(order.grant_id)
+    record_ref = client().collection("grants").document(key)
+
+    def decide(batch: firestore.WriteBatch) -> GrantResult:
+        record = record_ref.get()
+        if record.exists:
+            return _replay(record, order)
+        user = _account(order.username)
+        balance = int(user.get("credits"))
+        if balance + order.amount < 0:
+            raise Conflict(
+                f"the balance is {balance}; removing {-order.amount} credits would take it below zero",
+                code="balance_too_low",
+            )
+        at = now()
+        result = GrantResult(
+            grant_id=order.grant_id,
+            username=order.username,
+            amount=order.amount,
+            type="grant" if order.amount > 0 else "adjustment",
+            credits=balance + order.amount,
+            created_at=at,
+        )
+        why = {"reason": order.reason, "admin_id": admin_id}
+        entry = {**_entry(result.type, order.amount, None, at), **why}
+        batch.update(user.reference, {"credits": firestore.Increment(order.amount)}, option=unchanged(user))
+        batch.create(_ledger(user.id).document(f"grant-{key}"), entry)
+        batch.create(record_ref, {**result.model_dump(), **why, "user_id": user.id})
+        usage.stage_granted(batch, user.id, order.amount, at)
+        return result
+
+    return commit_optimistically(decide)

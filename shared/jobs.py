@@ -26,6 +26,7 @@ or finished (acknowledged, nothing done), so the AI is called once per attempt.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -46,7 +47,6 @@ from shared.errors import (
     NotFound,
     PayloadTooLarge,
     PermanentProviderError,
-    ProviderError,
     RetryableProviderError,
     Unauthenticated,
     Unavailable,
@@ -357,8 +357,13 @@ def _release(job_id: str, lease_id: str, error: dict[str, str]) -> bool:
         job = ref.get()
         if not (job.exists and job.get("status") == "in_progress" and job.get("lease_id") == lease_id):
             return False
-        changes = {"status": "queued", "lease_id": None, "lease_expires_at": None, "error": error,
-                   "updated_at": now()}
+        changes = {
+            "status": "queued",
+            "lease_id": None,
+            "lease_expires_at": None,
+            "error": error,
+            "updated_at": now(),
+        }
         batch.update(ref, changes, option=unchanged(job))
         return True
 
@@ -419,14 +424,15 @@ def sweep(enqueue: Enqueue, limit: int = 500) -> dict[str, int]:
         lease_id, attempts = job.get("lease_id"), int(job.get("attempts"))
         if attempts >= settings.job_max_attempts:
             error = _error("attempts_exhausted", "the job's worker stopped on its last attempt")
-            if _finish(job.id, lease_id, "failed", error=error, still=lambda j: j.get("lease_expires_at") < at):
+            if _finish(
+                job.id, lease_id, "failed", error=error, still=lambda j: j.get("lease_expires_at") < at
+            ):
                 counts["failed"] += 1
         elif _release(job.id, lease_id, _error("lease_expired", "the job's worker stopped; retrying")):
             counts["requeued"] += 1
-            try:
+            # If this fails the job stays queued: a later sweep fails and refunds it if never delivered.
+            with contextlib.suppress(Unavailable):
                 enqueue(job.id, attempts)
-            except Unavailable:
-                pass  # still queued: a later sweep fails and refunds it if it is never delivered
     cutoff = at - timedelta(seconds=settings.queued_timeout_seconds)
     stale = (
         _jobs()

@@ -257,11 +257,12 @@ def get(week: str) -> dict[str, Any]:
 
 def list_weeks(limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
     """Stored reports, newest week first, as summaries; ``cursor`` is the last week of the previous page."""
-    query = _reports().order_by("__name__", direction=firestore.Query.DESCENDING)
+    # By the stored ``week`` field: Firestore cannot scan document ids in descending order.
+    query = _reports().order_by("week", direction=firestore.Query.DESCENDING)
     if cursor:
         if not _WEEK.fullmatch(cursor):
             raise InvalidRequest("unknown cursor", code="invalid_cursor")
-        query = query.start_after({"__name__": _reports().document(cursor)})
+        query = query.start_after({"week": cursor})
     docs = list(query.limit(limit + 1).stream())
     summaries: list[dict[str, Any]] = [
         {

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 import requests
-
 from conftest import Api, books
 from fake_openai import FakeOpenAI
+
 from scripts.stack import Stack
 
 LONG_AGO = datetime.now(UTC) - timedelta(days=1)
@@ -66,7 +66,9 @@ def test_expired_lease_is_requeued_and_runs(api: Api, stack: Stack, paused_queue
     assert books(user_id)["balance"] == 9 and refunds(user_id) == 0
 
 
-def test_expired_lease_on_the_last_attempt_fails_and_refunds(api: Api, stack: Stack, paused_queue: None) -> None:
+def test_expired_lease_on_the_last_attempt_fails_and_refunds(
+    api: Api, stack: Stack, paused_queue: None
+) -> None:
     token, user_id, job_id = abandoned(api, attempts=3)
     assert sweep(stack).json()["failed"] >= 1
     job = api.wait(token, job_id)
@@ -101,8 +103,12 @@ def test_sweeper_races_a_late_delivery(api: Api, stack: Stack, paused_queue: Non
     job_id = api.submit(token).json()["job_id"]
     job_ref(job_id).update({"updated_at": LONG_AGO})
     with ThreadPoolExecutor(4) as pool:
-        calls = [pool.submit(sweep, stack), pool.submit(deliver, stack, job_id),
-                 pool.submit(sweep, stack), pool.submit(deliver, stack, job_id)]
+        calls = [
+            pool.submit(sweep, stack),
+            pool.submit(deliver, stack, job_id),
+            pool.submit(sweep, stack),
+            pool.submit(deliver, stack, job_id),
+        ]
         statuses = [c.result().status_code for c in calls]
     assert set(statuses) <= {200, 409}, statuses
     job = api.wait(token, job_id)

@@ -1,0 +1,47 @@
+"""The username rule, in one place: signup, login and admin grants must agree on it.
+
+A username is 3-32 of ``[a-z0-9_.-]`` and is stored lower-case, so ``Alice`` and
+``alice`` are one account. It may not both start and end with ``__``: it is the id of
+its ``usernames/{username}`` document, and Firestore reserves ids like ``__x__``.
+
+It lives in its own module because both ``shared.auth`` and ``shared.credits``
+validate usernames, and ``shared.auth`` imports ``shared.credits``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator, StringConstraints
+
+MIN_LENGTH, MAX_LENGTH = 3, 32
+_ALLOWED = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_.-")
+_RESERVED = re.compile(r"__.*__")  # Firestore's reserved document ids
+
+
+def normalise(value: str) -> str:
+    """``value`` lower-cased; ``ValueError`` if it has a character a username may not have,
+    or is a reserved id."""
+    value = value.lower()
+    if not set(value) <= _ALLOWED:
+        raise ValueError("may contain only a-z, 0-9, '_', '.', '-'")
+    if _reserved(value):
+        raise ValueError("may not both start and end with '__'")
+    return value
+
+
+def _reserved(value: str) -> bool:
+    return _RESERVED.fullmatch(value) is not None
+
+
+def is_valid(value: str) -> bool:
+    """Whether ``value`` could name an account (used before a lookup by a path segment)."""
+    lowered = value.lower()
+    return MIN_LENGTH <= len(value) <= MAX_LENGTH and set(lowered) <= _ALLOWED and not _reserved(lowered)
+
+
+Username = Annotated[
+    str, StringConstraints(min_length=MIN_LENGTH, max_length=MAX_LENGTH), AfterValidator(normalise)
+]
+"""A pydantic field type: length-checked, then lower-cased and checked character by character."""
