@@ -5,10 +5,10 @@ other, each with its own Firestore emulator, Cloud Tasks emulator and functions 
 in-process ``FakeOpenAI`` that answers at once as the AI:
 
 - stack A, default settings (new users get 10 credits): part 1;
-- stack B, ``SIGNUP_CREDITS=25`` (each user can pay for 20 jobs): parts 2 and 3.
+- stack B, ``SIGNUP_CREDITS=25`` (each user can pay for 20 jobs): parts 2, 3 and 4.
 
 Each stack first runs one warm-up job end to end, so no timed request pays a first-request cost.
-Part 4 (cold imports) runs after both stacks are stopped, in fresh interpreters.
+Part 5 (cold imports) runs after both stacks are stopped, in fresh interpreters.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -266,11 +267,81 @@ def end_to_end(base: str, jobs: int) -> None:
     table(["jobs", "outcomes", "p50 ms", "p99 ms", "max ms"], [[str(jobs), outcomes, *spread(took)]])
 
 
+def seed_week(week: str, users: int, per_user: int) -> None:
+    """Job documents and their counters for a past week, written as the service writes them."""
+    from shared import usage
+    from shared.db import client
+    from shared.reports import week_start
+
+    db, start, tasks = client(), week_start(week), ("summarize", "translate", "generate_text", "chat")
+    for u in range(users):
+        user_id, batch = f"bench-user-{u:04d}", db.batch()
+        for j in range(per_user):
+            at = start + timedelta(seconds=(u * per_user + j) * 7 * 86400 // (users * per_user))
+            task, status = tasks[j % 4], "failed" if j % 10 == 0 else "completed"
+            usage.stage_submitted(batch, user_id, task, 1, at)
+            usage.stage_finished(batch, user_id, task, status, 1, at, at + timedelta(seconds=1 + j % 30))
+            batch.create(
+                db.collection("jobs").document(uuid.uuid4().hex),
+                {
+                    "user_id": user_id,
+                    "task_type": task,
+                    "status": status,
+                    "cost": 1,
+                    "created_at": at,
+                    "updated_at": at,
+                    "input_data": "x",
+                    "options": {},
+                    "output": None,
+                    "error": None,
+                    "attempts": 1,
+                    "lease_id": None,
+                    "lease_expires_at": None,
+                },
+            )
+            if len(batch) > 400:
+                batch.commit()
+                batch = db.batch()
+        if len(batch):
+            batch.commit()
+
+
+def report_week(stack: Stack, users: int = 400, per_user: int = 50) -> None:
+    week = "2020-W10"
+    start = time.perf_counter()
+    seed_week(week, users, per_user)
+    seeded = time.perf_counter() - start
+    headers = {"X-Aijobs-Worker-Secret": stack.worker_secret}
+    took = []
+    for _ in range(3):
+        start = time.perf_counter()
+        response = requests.post(
+            f"{stack.base_url}/weekly_report", json={"week": week}, headers=headers, timeout=300
+        )
+        took.append(time.perf_counter() - start)
+    report = response.json() if response.ok else {"jobs": {"submitted": f"error {response.status_code}"}}
+    print(
+        f"\n5. weekly_report over a week of {users * per_user} jobs ({users} users; seeded in {seeded:.1f}s)"
+    )
+    table(
+        ["jobs in report", "anomalies", "first run ms", "best of 3 ms"],
+        [
+            [
+                str(report["jobs"]["submitted"]),
+                str(len(report.get("anomalies", []))),
+                ms(took[0]),
+                ms(min(took)),
+            ]
+        ],
+    )
+
+
 def parts2_3(fake: FakeOpenAI) -> None:
     with running(fake, "B", SIGNUP_CREDITS="25") as stack:
         submit_latency(stack.base_url, users=20, jobs=20)
         print(f"   [{drain()}]")
         end_to_end(stack.base_url, jobs=20)
+        report_week(stack)
 
 
 def import_once(path: Path) -> dict[str, Any]:
@@ -290,7 +361,7 @@ def part4(runs: int = 3) -> None:
         loaded = ["yes" if module in best["loaded"] else "-" for module in WATCHED]
         errors = sorted({p["error"] for p in probes if "error" in p})
         rows.append([path.stem, f"{best['ms']:.0f}", *loaded, "; ".join(errors)])
-    print(f"\n4. cold import of each function module (fresh interpreter, best of {runs}; yes = imported)")
+    print(f"\n5. cold import of each function module (fresh interpreter, best of {runs}; yes = imported)")
     table(["function", "ms", *WATCHED, ""], rows)
 
 
