@@ -321,7 +321,7 @@ def report_week(stack: Stack, users: int = 400, per_user: int = 50) -> None:
         took.append(time.perf_counter() - start)
     report = response.json() if response.ok else {"jobs": {"submitted": f"error {response.status_code}"}}
     print(
-        f"\n5. weekly_report over a week of {users * per_user} jobs ({users} users; seeded in {seeded:.1f}s)"
+        f"\n4. weekly_report over a week of {users * per_user} jobs ({users} users; seeded in {seeded:.1f}s)"
     )
     table(
         ["jobs in report", "anomalies", "first run ms", "best of 3 ms"],
