@@ -18,7 +18,10 @@ def main() -> int:
     parser.add_argument("--week", help="ISO week like 2026-W47 (default: the last complete week)")
     args = parser.parse_args()
     secret_file = ROOT / ".run" / "internal-secret"
-    if not secret_file.exists():
+    secret = os.environ.get("WORKER_SECRET") or (
+        secret_file.read_text().strip() if secret_file.exists() else ""
+    )
+    if not secret:
         print("scripts/dev is not running (no .run/internal-secret): start it first", file=sys.stderr)
         return 1
     port = int(
@@ -31,7 +34,7 @@ def main() -> int:
         data=body,
         headers={
             "Content-Type": "application/json",
-            "X-Aijobs-Worker-Secret": secret_file.read_text().strip(),
+            "X-Aijobs-Worker-Secret": secret,
         },
     )
     try:

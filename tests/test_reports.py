@@ -234,3 +234,20 @@ def test_usage_refuses_bad_ranges(api: Api, query: str) -> None:
 
 def test_usage_needs_a_token(api: Api) -> None:
     assert api.call("GET", "/usage?from=2026-01-01&to=2026-01-02").status_code == 401
+
+
+def test_report_script_calls_it_like_the_scheduler(stack: Stack) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = {**os.environ, "PORT": str(stack.functions_port), "WORKER_SECRET": stack.worker_secret}
+    argv = [sys.executable, str(ROOT / "scripts" / "report.py"), "--week", "2019-W30"]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["week"] == "2019-W30"
+    bad = subprocess.run([*argv[:2], "--week", "nope"], env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "422" in bad.stderr
