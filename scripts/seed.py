@@ -74,6 +74,7 @@ def past_job(user_id: str, task_type: str, at: datetime, failed: bool, seconds: 
             "error": {"code": "ai_server_error", "message": "seeded failure"} if failed else None,
             "created_at": at,
             "updated_at": done,
+            "expires_at": at + timedelta(days=90),
         },
     )
     batch.commit()

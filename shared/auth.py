@@ -23,7 +23,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from shared import credits
+from shared import credits, limits
 from shared.db import Snapshot, client, commit_optimistically, now, unchanged
 from shared.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthenticated
 from shared.settings import get_settings
@@ -148,17 +148,22 @@ def signup(credentials: UserCredentials) -> tuple[UserPublic, Token]:
 
 
 def login(credentials: UserCredentials) -> Token:
-    """A token for the right password; the same ``Unauthenticated`` for any other case."""
-    wrong = Unauthenticated("wrong username or password", code="invalid_credentials")
+    """A token for the right password; the same ``Unauthenticated`` for any other case.
+
+    Too many recent failures for the username lock it (429), known or not.
+    """
+    limits.check_login(credentials.username)
     name = client().collection("usernames").document(credentials.username).get()
     user = _users().document(name.get("user_id")).get() if name.exists else None
     stored = user.get("password_hash") if user is not None and user.exists else _dummy_hash()
     try:
         _hasher.verify(stored, credentials.password)
+        if user is None or not user.exists:
+            raise VerificationError
     except (VerificationError, InvalidHashError):
-        raise wrong from None
-    if user is None or not user.exists:
-        raise wrong
+        limits.record_login_failure(credentials.username)
+        raise Unauthenticated("wrong username or password", code="invalid_credentials") from None
+    limits.reset_login(credentials.username)
     return issue_token(user.id)
 
 

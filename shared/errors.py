@@ -55,6 +55,16 @@ class UnsupportedMediaType(AppError):
     status, code, message = 415, "unsupported_media_type", "send application/json"
 
 
+class TooManyRequests(AppError):
+    """Slow down; ``retry_after`` seconds is when the same request can succeed."""
+
+    status, code, message = 429, "rate_limited", "too many requests"
+
+    def __init__(self, message: str, retry_after: int, *, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = max(1, retry_after)
+
+
 class InvalidRequest(AppError):
     status, code, message = 422, "invalid_request", "invalid request"
 

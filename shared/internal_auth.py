@@ -16,6 +16,7 @@ from shared.errors import Forbidden, Unauthenticated
 from shared.settings import get_settings
 
 WORKER_SECRET_HEADER = "X-Aijobs-Worker-Secret"
+_GOOGLE_ISSUERS = ("accounts.google.com", "https://accounts.google.com")
 
 
 def verify_internal_caller(headers: Headers, function: str, service_account: str | None) -> None:
@@ -31,13 +32,22 @@ def verify_internal_caller(headers: Headers, function: str, service_account: str
     scheme, _, token = headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Unauthenticated("internal endpoint: send the queue's OIDC token")
+    # Imported here: only production's internal calls need google-auth's verifier.
+    import jwt
+    from google.auth import exceptions
     from google.auth.transport import requests
     from google.oauth2 import id_token
 
     try:
-        audience = settings.function_url(function)
-        claims = id_token.verify_oauth2_token(token, requests.Request(), audience=audience)
-    except ValueError:
+        claims = id_token.verify_token(
+            token,
+            requests.Request(),
+            audience=settings.function_url(function),
+            certs_url=settings.oidc_certs_url,
+        )
+    except (ValueError, exceptions.GoogleAuthError, jwt.PyJWTError):
         raise Unauthenticated("internal endpoint: invalid OIDC token") from None
+    if claims.get("iss") not in _GOOGLE_ISSUERS:
+        raise Unauthenticated("internal endpoint: OIDC token not issued by Google")
     if not service_account or claims.get("email") != service_account or not claims.get("email_verified"):
         raise Forbidden("internal endpoint: caller not allowed")

@@ -2,9 +2,12 @@
 
 Documents:
 - ``jobs/{job_id}``: ``{user_id, task_type, input_data, options, cost, status,
-  output, error, attempts, lease_id, lease_expires_at, created_at, updated_at}``.
+  output, error, attempts, lease_id, lease_expires_at, created_at, updated_at,
+  expires_at}``; ``expires_at`` (``JOB_RETENTION_DAYS`` after submission) is the
+  TTL field: Firestore deletes the job after it.
 - ``idempotency/{user_id}-{sha256(key)}``: ``{user_id, job_id, request_hash,
-  expires_at}``; written in the charge's commit, so a key maps to one job.
+  expires_at}``; written in the charge's commit, so a key maps to one job;
+  ``expires_at`` is also its TTL field.
 
 States (every arrow is one optimistic commit, see ``shared.db``)::
 
@@ -39,7 +42,7 @@ from typing import Any, Literal
 from google.cloud import firestore
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared import catalog, credits, usage
+from shared import catalog, credits, limits, logs, usage
 from shared.db import Snapshot, client, commit_optimistically, now, put, unchanged
 from shared.errors import (
     Conflict,
@@ -145,6 +148,7 @@ def submit(user_id: str, job: JobCreate, idempotency_key: str | None, enqueue: E
             f"the configured AI endpoint cannot serve {job.task_type}", code="task_type_unsupported"
         )
     _check_input(job, settings.max_input_chars)
+    limits.take_submit_slot(user_id)
     body = job.model_dump(mode="json")
     request_hash = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
     idem_ref = _idempotency_ref(user_id, idempotency_key) if idempotency_key is not None else None
@@ -197,11 +201,13 @@ def submit(user_id: str, job: JobCreate, idempotency_key: str | None, enqueue: E
                 "lease_expires_at": None,
                 "created_at": at,
                 "updated_at": at,
+                "expires_at": at + timedelta(days=settings.job_retention_days),
             },
         )
         return JobAccepted(job_id=job_id, status="queued", cost=cost, credits=balance)
 
     accepted = commit_optimistically(decide)
+    logs.bind(job_id=accepted.job_id)
     if accepted.replayed:
         return accepted
     try:
@@ -378,6 +384,7 @@ def run(job_id: str, provider: Provider) -> str:
     """
     if not _ID.fullmatch(job_id):
         return "missing"
+    logs.bind(job_id=job_id)
     lease_id = uuid.uuid4().hex
     claim = _claim(job_id, lease_id)
     if isinstance(claim, str):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Secrets that must never reach production; the local stack uses the first one.
@@ -82,8 +82,23 @@ class Settings(BaseSettings):
     scheduler_service_account: str | None = None
     """Service account whose OIDC token Cloud Scheduler sends to the scheduled functions."""
 
+    oidc_certs_url: str = "https://www.googleapis.com/oauth2/v1/certs"
+    """Where the keys that sign Google's OIDC tokens are published (tests point it at their own)."""
+
     worker_secret: SecretStr | None = None
     """Shared secret internal callers (queue, scheduler) send locally; local stack only."""
+
+    job_retention_days: int = Field(90, gt=0)
+    """Job documents carry ``expires_at`` this long after submission; Firestore's TTL policy deletes them."""
+
+    login_max_failures: int = Field(5, ge=1)
+    """Failed logins for one username within ``LOGIN_WINDOW_SECONDS`` before it is locked (429)."""
+
+    login_window_seconds: int = Field(900, gt=0)
+    """The failed-login window, and how long a lock lasts after the last counted failure."""
+
+    submit_rate_per_minute: int = Field(120, ge=1)
+    """Jobs one user may submit per clock minute; more get 429, uncharged."""
 
     queued_timeout_seconds: int = Field(3600, gt=0)
     """A job still ``queued`` this long after its last change is failed and refunded by the sweeper."""
@@ -109,6 +124,12 @@ class Settings(BaseSettings):
     def job_lease_seconds(self) -> float:
         """A claimed job's lease outlives the AI call it guards, with room for the writes."""
         return self.ai_timeout_seconds + 30.0
+
+    @field_validator("worker_secret", "jwt_secret", "ai_api_key", "ai_base_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # An empty variable (``WORKER_SECRET=``) means unset, not an empty secret.
+        return None if value == "" else value
 
     def model_for(self, task_type: str) -> str:
         """The model that serves ``task_type``; empty when the endpoint cannot serve it."""

@@ -11,18 +11,21 @@ import functools
 import json
 import logging
 import re
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import flask
 from pydantic import BaseModel, ValidationError
 
+from shared import logs
 from shared.errors import (
     AppError,
     BadRequest,
     InvalidRequest,
     MethodNotAllowed,
     PayloadTooLarge,
+    TooManyRequests,
     Unauthenticated,
     UnsupportedMediaType,
 )
@@ -42,7 +45,11 @@ def respond(
 
 
 def _error(exc: AppError) -> flask.Response:
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthenticated) else None
+    headers = {}
+    if isinstance(exc, Unauthenticated):
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, TooManyRequests):
+        headers["Retry-After"] = str(exc.retry_after)
     return respond({"error": {"code": exc.code, "message": exc.message}}, exc.status, headers)
 
 
@@ -56,33 +63,49 @@ def _describe(exc: ValidationError) -> str:
 
 
 def endpoint(*methods: str) -> Callable[[Handler], Handler]:
-    """Wrap a Cloud Function: allowed methods, error mapping, and no unhandled exception."""
+    """Wrap a Cloud Function: structured logs, size and method checks, error mapping,
+    and no unhandled exception."""
 
     def wrap(handler: Handler) -> Handler:
         @functools.wraps(handler)
         def run(request: flask.Request) -> flask.Response:
-            try:
-                if request.method not in methods:
-                    raise MethodNotAllowed(f"use {' or '.join(methods)}")
-                return handler(request)
-            except AppError as exc:
-                return _error(exc)
-            except ValidationError as exc:
-                return _error(InvalidRequest(_describe(exc)))
-            except Exception:
-                logger.exception("unhandled error in %s", handler.__name__)
-                return _error(AppError())
+            settings = get_settings()
+            logs.setup()
+            trace = request.headers.get("X-Cloud-Trace-Context")
+            logs.start_request(handler.__name__, trace, settings.google_cloud_project)
+            started = time.perf_counter()
+            response = _handle(handler, request, methods, settings.max_body_bytes)
+            took = (time.perf_counter() - started) * 1000
+            logger.info("%s %s -> %d (%.0f ms)", request.method, request.path, response.status_code, took)
+            return response
 
         return run
 
     return wrap
 
 
+def _handle(
+    handler: Handler, request: flask.Request, methods: tuple[str, ...], max_body: int
+) -> flask.Response:
+    try:
+        # Before any work, authentication included: an oversized body costs nothing.
+        if request.content_length is not None and request.content_length > max_body:
+            raise PayloadTooLarge(f"the body is larger than {max_body} bytes")
+        if request.method not in methods:
+            raise MethodNotAllowed(f"use {' or '.join(methods)}")
+        return handler(request)
+    except AppError as exc:
+        return _error(exc)
+    except ValidationError as exc:
+        return _error(InvalidRequest(_describe(exc)))
+    except Exception:
+        logger.exception("unhandled error in %s", handler.__name__)
+        return _error(AppError())
+
+
 def parse_body(request: flask.Request, model: type[M]) -> M:
     """The JSON body as ``model``; 413, 415, 400 or 422 before any work is done."""
     limit = get_settings().max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"the body is larger than {limit} bytes")
     if request.mimetype != "application/json":
         raise UnsupportedMediaType("send a JSON body with Content-Type: application/json")
     raw = request.stream.read(limit + 1)
@@ -113,4 +136,6 @@ def bearer_user(request: flask.Request) -> str:
     # Imported here: the worker and health use this module but never authenticate users.
     from shared.auth import verify_token
 
-    return verify_token(request.headers.get("Authorization"))
+    user_id = verify_token(request.headers.get("Authorization"))
+    logs.bind(user_id=user_id)
+    return user_id

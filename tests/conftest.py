@@ -27,6 +27,7 @@ from fake_openai import FakeOpenAI  # noqa: E402
 from scripts.stack import Process, Stack  # noqa: E402
 
 PASSWORD = "pass-word-123"
+AI_API_KEY = "sk-test-" + uuid.uuid4().hex
 TERMINAL = {"completed", "failed", "canceled"}
 
 
@@ -42,6 +43,8 @@ def stack(fake_ai: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iter
         ai_base_url=fake_ai.base_url,
         log_dir=tmp_path_factory.mktemp("logs"),
         extra_env={
+            # Distinctive, so test_security can prove it never reaches a log, a body or a document.
+            "AI_API_KEY": AI_API_KEY,
             "CATALOG_CACHE_SECONDS": "0",
             "AI_TIMEOUT_SECONDS": "1",
             "JOB_MAX_ATTEMPTS": "3",
