@@ -407,6 +407,16 @@ def run(job_id: str, provider: Provider) -> str:
     return "completed" if done is not None else "lease_lost"
 
 
+def _stuck(status: Status, field: str, before: datetime, limit: int) -> list[Snapshot]:
+    """Jobs in ``status`` whose ``field`` is older than ``before`` (the sweeper's two queries)."""
+    query = (
+        _jobs()
+        .where(filter=firestore.FieldFilter("status", "==", status))
+        .where(filter=firestore.FieldFilter(field, "<", before))
+    )
+    return list(query.limit(limit).stream())
+
+
 def sweep(enqueue: Enqueue, limit: int = 500) -> dict[str, int]:
     """Recover stuck jobs; safe to run concurrently with workers and with itself.
 
@@ -421,13 +431,7 @@ def sweep(enqueue: Enqueue, limit: int = 500) -> dict[str, int]:
     settings = get_settings()
     at = now()
     counts = {"requeued": 0, "failed": 0}
-    expired = (
-        _jobs()
-        .where(filter=firestore.FieldFilter("status", "==", "in_progress"))
-        .where(filter=firestore.FieldFilter("lease_expires_at", "<", at))
-        .limit(limit)
-    )
-    for job in expired.stream():
+    for job in _stuck("in_progress", "lease_expires_at", at, limit):
         lease_id, attempts = job.get("lease_id"), int(job.get("attempts"))
         if attempts >= settings.job_max_attempts:
             error = _error("attempts_exhausted", "the job's worker stopped on its last attempt")
@@ -441,13 +445,7 @@ def sweep(enqueue: Enqueue, limit: int = 500) -> dict[str, int]:
             with contextlib.suppress(Unavailable):
                 enqueue(job.id, attempts)
     cutoff = at - timedelta(seconds=settings.queued_timeout_seconds)
-    stale = (
-        _jobs()
-        .where(filter=firestore.FieldFilter("status", "==", "queued"))
-        .where(filter=firestore.FieldFilter("updated_at", "<", cutoff))
-        .limit(limit)
-    )
-    for job in stale.stream():
+    for job in _stuck("queued", "updated_at", cutoff, limit):
         error = _error("queue_timeout", "the job was never run")
         if _finish(job.id, None, "failed", error=error, still=lambda j: j.get("updated_at") < cutoff):
             counts["failed"] += 1
