@@ -155,6 +155,8 @@ class Settings(BaseSettings):
         for name in ("tasks_service_account", "scheduler_service_account"):
             if not getattr(self, name):
                 problems.append(f"{name.upper()} is missing")
+        if not self.functions_base_url.startswith("https://"):
+            problems.append("FUNCTIONS_BASE_URL must be the functions' https:// URL")
         if self.firestore_emulator_host or self.tasks_emulator_host:
             problems.append("emulator hosts are set")
         if problems:

@@ -49,6 +49,8 @@ def test_production_settings_start_when_complete() -> None:
         ({"worker_secret": "s" * 40}, "WORKER_SECRET is for the local stack"),
         ({"tasks_service_account": None}, "TASKS_SERVICE_ACCOUNT is missing"),
         ({"firestore_emulator_host": "127.0.0.1:8081"}, "emulator hosts are set"),
+        ({"functions_base_url": "http://127.0.0.1:8080"}, "FUNCTIONS_BASE_URL must be"),
+        ({"scheduler_service_account": None}, "SCHEDULER_SERVICE_ACCOUNT is missing"),
     ],
 )
 def test_production_refuses_to_start(change: dict[str, Any], complaint: str) -> None:
