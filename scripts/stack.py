@@ -195,6 +195,9 @@ class Stack:
             str(self.firestore_port),
             "--project_id",
             PROJECT,
+            # As in production: clients are denied; the functions' admin access is not affected.
+            "--rules",
+            str(ROOT / "firestore.rules"),
         ]
         export = latest_export(self.import_dir) if self.import_dir else None
         if export is not None:
