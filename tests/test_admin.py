@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import Api, books, footprint
+from conftest import Api, books, footprint, internal
 
 from scripts.stack import Stack, free_port
 
@@ -396,11 +396,8 @@ def test_grant_script_says_when_no_emulator_runs(stack: Stack, capsys: pytest.Ca
 
 def test_admin_reads_stored_reports(api: Api, admin: Account, stack: Stack) -> None:
     token = admin.token
-    headers = {"X-Aijobs-Worker-Secret": stack.worker_secret}
     for week in ("2019-W05", "2019-W06", "2019-W07"):
-        response = requests.post(
-            f"{stack.base_url}/weekly_report", json={"week": week}, headers=headers, timeout=60
-        )
+        response = internal(stack, "weekly_report", {"week": week})
         assert response.status_code == 200
     one = api.call("GET", "/admin/reports/2019-W06", token)
     assert one.status_code == 200 and one.json()["week"] == "2019-W06"

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
-from conftest import Api
+from conftest import STACK_SECRET, Api, internal
 from fake_openai import FakeOpenAI, Status
 
 from scripts.stack import Stack
@@ -46,12 +46,8 @@ def jobs(user_id: str, at: datetime, task_type: str, status: str, n: int = 1, se
         batch.commit()
 
 
-def run_report(stack: Stack, week: str | None = None, secret: str | None = "default") -> requests.Response:
-    headers = {} if secret is None else {"X-Aijobs-Worker-Secret": secret}
-    if secret == "default":
-        headers = {"X-Aijobs-Worker-Secret": stack.worker_secret}
-    body = None if week is None else {"week": week}
-    return requests.post(f"{stack.base_url}/weekly_report", json=body, headers=headers, timeout=60)
+def run_report(stack: Stack, week: str | None = None, secret: str | None = STACK_SECRET) -> requests.Response:
+    return internal(stack, "weekly_report", None if week is None else {"week": week}, secret)
 
 
 def test_report_matches_a_hand_computed_week(stack: Stack) -> None:
@@ -171,8 +167,7 @@ def test_report_requests_that_are_refused(stack: Stack) -> None:
 def test_default_week_is_the_last_complete_one(stack: Stack) -> None:
     from shared.usage import week_of
 
-    headers = {"X-Aijobs-Worker-Secret": stack.worker_secret}
-    response = requests.post(f"{stack.base_url}/weekly_report", headers=headers, timeout=60)
+    response = run_report(stack)  # no body at all, as Cloud Scheduler may send
     assert response.status_code == 200, response.text
     assert response.json()["week"] == week_of(datetime.now(UTC) - timedelta(weeks=1))
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import Api, books
+from conftest import Api, books, internal
 from fake_openai import FakeOpenAI
 
 from scripts.stack import Stack
@@ -17,13 +17,11 @@ LONG_AGO = datetime.now(UTC) - timedelta(days=1)
 
 
 def sweep(stack: Stack) -> requests.Response:
-    headers = {"X-Aijobs-Worker-Secret": stack.worker_secret}
-    return requests.post(f"{stack.base_url}/sweep_jobs", headers=headers, timeout=30)
+    return internal(stack, "sweep_jobs")
 
 
 def deliver(stack: Stack, job_id: str) -> requests.Response:
-    headers = {"X-Aijobs-Worker-Secret": stack.worker_secret}
-    return requests.post(f"{stack.base_url}/worker", json={"job_id": job_id}, headers=headers, timeout=30)
+    return internal(stack, "worker", {"job_id": job_id})
 
 
 def job_ref(job_id: str) -> Any:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import Api, books, footprint
+from conftest import STACK_SECRET, Api, books, footprint, internal
 from fake_openai import (
     Delay,
     Disconnect,
@@ -26,12 +26,9 @@ from scripts.stack import Stack
 pytestmark = pytest.mark.usefixtures("stack")
 
 
-def deliver(stack: Stack, job_id: str, secret: str | None = "default") -> requests.Response:
+def deliver(stack: Stack, job_id: str, secret: str | None = STACK_SECRET) -> requests.Response:
     """POST to the worker as the queue would."""
-    headers = {} if secret is None else {"X-Aijobs-Worker-Secret": secret}
-    if secret == "default":
-        headers = {"X-Aijobs-Worker-Secret": stack.worker_secret}
-    return requests.post(f"{stack.base_url}/worker", json={"job_id": job_id}, headers=headers, timeout=30)
+    return internal(stack, "worker", {"job_id": job_id}, secret)
 
 
 def ledger_types(user_id: str) -> list[str]:
