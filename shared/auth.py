@@ -23,11 +23,11 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from shared import credits, limits
+from shared import credits, limits, usernames
 from shared.db import Snapshot, client, commit_optimistically, now, unchanged
-from shared.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthenticated
+from shared.errors import Conflict, Forbidden, InvalidRequest, Unauthenticated
 from shared.settings import get_settings
-from shared.usernames import Username, is_valid
+from shared.usernames import Username
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 
@@ -153,12 +153,11 @@ def login(credentials: UserCredentials) -> Token:
     Too many recent failures for the username lock it (429), known or not.
     """
     limits.check_login(credentials.username)
-    name = client().collection("usernames").document(credentials.username).get()
-    user = _users().document(name.get("user_id")).get() if name.exists else None
-    stored = user.get("password_hash") if user is not None and user.exists else _dummy_hash()
+    user = usernames.find_account(credentials.username)
+    stored = user.get("password_hash") if user is not None else _dummy_hash()
     try:
         _hasher.verify(stored, credentials.password)
-        if user is None or not user.exists:
+        if user is None:
             raise VerificationError
     except (VerificationError, InvalidHashError):
         limits.record_login_failure(credentials.username)
@@ -190,26 +189,13 @@ def require_admin(user_id: str) -> None:
         raise Forbidden("this needs an admin account", code="admin_only")
 
 
-def _by_username(username: str, field_paths: list[str] | None = None) -> Snapshot:
-    """The user document of ``username`` (any case); ``NotFound`` if there is none."""
-    missing = NotFound("no user has this username", code="user_not_found")
-    # Checked first: a path segment such as ``__x__`` is not even a valid document id.
-    if not is_valid(username):
-        raise missing
-    link = client().collection("usernames").document(username.lower()).get()
-    user = _users().document(link.get("user_id")).get(field_paths=field_paths) if link.exists else None
-    if user is None or not user.exists:
-        raise missing
-    return user
-
-
 def set_role(username: str, role: Role) -> None:
     """Make ``username`` an admin or a plain user again (``scripts/grant --make-admin``)."""
     if role not in get_args(Role):
         raise InvalidRequest(f"role must be one of {', '.join(get_args(Role))}", code="invalid_role")
 
     def decide(batch: Any) -> None:
-        user = _by_username(username)
+        user = usernames.account(username)
         if user.get("role") != role:  # already so: nothing to write
             batch.update(user.reference, {"role": role}, option=unchanged(user))
 
@@ -263,5 +249,5 @@ def _job_counts(user_id: str) -> dict[str, int]:
 
 def get_user_by_username(username: str) -> UserAdminDetail:
     """An account with its balance, role and job counts; ``NotFound`` ``user_not_found``."""
-    user = _admin_view(_by_username(username, _ADMIN_FIELDS))
+    user = _admin_view(usernames.account(username, _ADMIN_FIELDS))
     return UserAdminDetail(**user.model_dump(), jobs=_job_counts(user.id))

@@ -42,9 +42,9 @@ from typing import Annotated, Any, Literal
 from google.cloud import firestore
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, field_validator
 
-from shared import usage
+from shared import usage, usernames
 from shared.db import Snapshot, client, commit_optimistically, now, unchanged
-from shared.errors import Conflict, InsufficientCredits, InvalidRequest, NotFound
+from shared.errors import Conflict, InsufficientCredits, InvalidRequest
 from shared.usernames import Username
 
 EntryType = Literal["grant", "adjustment", "charge", "refund"]
@@ -171,15 +171,6 @@ def _replay(record: Snapshot, order: GrantCreate) -> GrantResult:
     return GrantResult.model_validate({**data, "replayed": True})
 
 
-def _account(username: str) -> Snapshot:
-    """The user document of an (already normalised) username; ``NotFound`` if there is none."""
-    link = client().collection("usernames").document(username).get()
-    user = _user(link.get("user_id")).get() if link.exists else None
-    if user is None or not user.exists:
-        raise NotFound("no user has this username", code="user_not_found")
-    return user
-
-
 def grant(order: GrantCreate, admin_id: str) -> GrantResult:
     """Add (or, negative, remove) credits by an admin's decision, at most once per ``grant_id``.
 
@@ -193,7 +184,7 @@ def grant(order: GrantCreate, admin_id: str) -> GrantResult:
         record = record_ref.get()
         if record.exists:
             return _replay(record, order)
-        user = _account(order.username)
+        user = usernames.account(order.username)
         balance = int(user.get("credits"))
         if balance + order.amount < 0:
             raise Conflict(

@@ -5,7 +5,9 @@ A username is 3-32 of ``[a-z0-9_.-]`` and is stored lower-case, so ``Alice`` and
 its ``usernames/{username}`` document, and Firestore reserves ids like ``__x__``.
 
 It lives in its own module because both ``shared.auth`` and ``shared.credits``
-validate usernames, and ``shared.auth`` imports ``shared.credits``.
+validate usernames and look accounts up by them, and ``shared.auth`` imports
+``shared.credits``. Signup creates ``usernames/{username}`` (``{user_id}``) in the
+account's own batch; ``find_account`` and ``account`` are the one way to follow it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import re
 from typing import Annotated
 
 from pydantic import AfterValidator, StringConstraints
+
+from shared.db import Snapshot, client
+from shared.errors import NotFound
 
 MIN_LENGTH, MAX_LENGTH = 3, 32
 _ALLOWED = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_.-")
@@ -45,3 +50,23 @@ Username = Annotated[
     str, StringConstraints(min_length=MIN_LENGTH, max_length=MAX_LENGTH), AfterValidator(normalise)
 ]
 """A pydantic field type: length-checked, then lower-cased and checked character by character."""
+
+
+def find_account(username: str, field_paths: list[str] | None = None) -> Snapshot | None:
+    """The user document of ``username`` (any case), or ``None`` if no account has it."""
+    # Checked first: a path segment such as ``__x__`` is not even a valid document id.
+    if not is_valid(username):
+        return None
+    link = client().collection("usernames").document(username.lower()).get()
+    if not link.exists:
+        return None
+    user = client().collection("users").document(link.get("user_id")).get(field_paths=field_paths)
+    return user if user.exists else None
+
+
+def account(username: str, field_paths: list[str] | None = None) -> Snapshot:
+    """The user document of ``username`` (any case); ``NotFound`` ``user_not_found`` if none."""
+    user = find_account(username, field_paths)
+    if user is None:
+        raise NotFound("no user has this username", code="user_not_found")
+    return user
