@@ -224,12 +224,17 @@ def submit(user_id: str, job: JobCreate, idempotency_key: str | None, enqueue: E
     return accepted
 
 
-def get(user_id: str, job_id: str) -> JobPublic:
-    """A job of ``user_id``; another user's job is indistinguishable from a missing one."""
+def _owned(user_id: str, job_id: str) -> Snapshot:
+    """The job document, if ``user_id`` owns it; another user's job is indistinguishable from a
+    missing one."""
     snapshot = _jobs().document(job_id).get() if _ID.fullmatch(job_id) else None
     if snapshot is None or not snapshot.exists or snapshot.get("user_id") != user_id:
         raise NotFound("no such job", code="job_not_found")
-    return _public(snapshot)
+    return snapshot
+
+
+def get(user_id: str, job_id: str) -> JobPublic:
+    return _public(_owned(user_id, job_id))
 
 
 def list_for(user_id: str, limit: int, cursor: str | None) -> tuple[list[JobPublic], str | None]:
@@ -239,7 +244,7 @@ def list_for(user_id: str, limit: int, cursor: str | None) -> tuple[list[JobPubl
     query = query.order_by("__name__", direction=firestore.Query.DESCENDING)
     if cursor:
         try:
-            last = _jobs().document(get(user_id, cursor).job_id).get()
+            last = _owned(user_id, cursor)
         except NotFound:
             raise InvalidRequest("unknown cursor", code="invalid_cursor") from None
         query = query.start_after(last)
@@ -250,7 +255,7 @@ def list_for(user_id: str, limit: int, cursor: str | None) -> tuple[list[JobPubl
 
 def cancel(user_id: str, job_id: str) -> JobPublic:
     """Cancel a job that no worker has claimed yet, refunding its cost."""
-    get(user_id, job_id)
+    _owned(user_id, job_id)
     job = _finish(job_id, None, "canceled")
     if job is None:
         raise Conflict("only a queued job can be canceled", code="job_not_cancelable")
