@@ -185,9 +185,8 @@ def build(week: str) -> dict[str, Any]:
     busy = [r for r in active if r["jobs_total"] >= settings.anomaly_min_jobs]
     names = _usernames(sorted({r["user_id"] for r in top + busy}))
 
-    anomalies = [
-        a for a in [_anomaly("service", None, "service", jobs["submitted"], _service_baseline(week))] if a
-    ]
+    service = _anomaly("service", None, "service", jobs["submitted"], _service_baseline(week))
+    anomalies = [service] if service else []
     history = _user_baselines(week, sorted(r["user_id"] for r in busy))
     for row in busy:
         label = f"user {names.get(row['user_id'], row['user_id'])}"
