@@ -75,6 +75,15 @@ class Unavailable(AppError):
     status, code, message = 503, "unavailable", "temporarily unavailable, retry"
 
 
+class OutcomeUnknown(Unavailable):
+    """Temporary, and the change may or may not have been applied: the store did not confirm.
+
+    A retry with the same ``Idempotency-Key`` (or ``grant_id``) answers what really happened.
+    """
+
+    code, message = "outcome_unknown", "the outcome is unknown; retry with the same key to learn it"
+
+
 class ProviderError(Exception):
     """An AI call failed. Never shown as an HTTP error; stored as the job's ``error``.
 

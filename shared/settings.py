@@ -100,6 +100,18 @@ class Settings(BaseSettings):
     submit_rate_per_minute: int = Field(120, ge=1)
     """Jobs one user may submit per clock minute; more get 429, uncharged."""
 
+    signup_rate_per_hour: int = Field(20, ge=1)
+    """Signups one client address may make per clock hour; more get 429."""
+
+    firestore_timeout_seconds: float = Field(5.0, gt=0)
+    """Bound on one Firestore call, its retries included: past it the request is answered 503."""
+
+    outbox_delay_seconds: int = Field(60, gt=0)
+    """A charged job still unclaimed this long after submission is (re-)enqueued by the sweeper."""
+
+    lease_grace_seconds: float = Field(30.0, gt=0)
+    """How long a claimed job's lease outlives its AI call: room for the worker's writes."""
+
     queued_timeout_seconds: int = Field(3600, gt=0)
     """A job still ``queued`` this long after its last change is failed and refunded by the sweeper."""
 
@@ -123,7 +135,7 @@ class Settings(BaseSettings):
     @property
     def job_lease_seconds(self) -> float:
         """A claimed job's lease outlives the AI call it guards, with room for the writes."""
-        return self.ai_timeout_seconds + 30.0
+        return self.ai_timeout_seconds + self.lease_grace_seconds
 
     @field_validator("worker_secret", "jwt_secret", "ai_api_key", "ai_base_url", mode="before")
     @classmethod

@@ -49,6 +49,8 @@ def stack(fake_ai: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iter
             "AI_TIMEOUT_SECONDS": "1",
             "JOB_MAX_ATTEMPTS": "3",
             "AI_MODEL": "fake-model",
+            # Every test signs up from 127.0.0.1; the per-address limit has its own test.
+            "SIGNUP_RATE_PER_HOUR": "1000000",
         },
     )
     local.start()
