@@ -3,16 +3,28 @@
 Text tasks use chat completions and images the images API. Every call has a
 timeout and no SDK-level retries: a retryable failure goes back to Cloud Tasks,
 which owns retry timing, and the job's attempt counter bounds it.
+
+The SDK's timeout bounds each socket operation, so a server sending a byte every
+few seconds could hold a call past the worker's lease and get the job run twice.
+``_within`` sets a deadline for the whole call and ``_DeadlineBackend``, under
+the HTTP client, cuts every connect, read and write to the time that is left.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
+import httpcore2
+import httpx2
 import openai
 from openai.types import ImagesResponse
 from openai.types.chat import ChatCompletion
 
+from shared import prompts
 from shared.errors import (
     BadOutput,
     ContentRefused,
@@ -25,11 +37,102 @@ from shared.errors import (
 )
 from shared.settings import Settings
 
-_PROMPTS = {
-    "summarize": "Summarize the user's text clearly and concisely.",
-    "translate": "Translate the user's text into {target_language}. Reply with the translation only.",
-    "generate_text": "You are a helpful writer. Write what the user asks for.",
-}
+_PING_SECONDS = 3.0
+
+
+class TaskTypeUnsupported(PermanentProviderError):
+    """The catalog sells a task type this provider has no way to run."""
+
+    code = "task_type_unsupported"
+
+
+class InvalidTaskOptions(PermanentProviderError):
+    """The options lack what the task's prompt needs (the catalog and the prompt disagree)."""
+
+    code = "invalid_options"
+
+
+# Per thread (the worker shares one provider between its threads), None outside a call.
+_deadline: ContextVar[float | None] = ContextVar("ai_call_deadline", default=None)
+
+
+@contextmanager
+def _within(seconds: float) -> Iterator[None]:
+    """Make ``seconds`` the bound on everything the HTTP client does inside, in total."""
+    token = _deadline.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def _left(timeout: float | None, expired: type[Exception]) -> float | None:
+    """An operation's own timeout, shortened to what is left of the call's deadline."""
+    deadline = _deadline.get()
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        # An httpcore timeout, so httpx and the SDK report it as APITimeoutError.
+        raise expired("the AI call ran out of time")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore2.NetworkStream):
+    def __init__(self, inner: httpcore2.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _left(timeout, httpcore2.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _left(timeout, httpcore2.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore2.NetworkStream:
+        timeout = _left(timeout, httpcore2.ConnectTimeout)
+        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore2.NetworkBackend):
+    def __init__(self, inner: httpcore2.NetworkBackend) -> None:
+        self._inner = inner
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore2.NetworkStream:
+        timeout = _left(timeout, httpcore2.ConnectTimeout)
+        return _DeadlineStream(self._inner.connect_tcp(host, port, timeout, local_address, socket_options))
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore2.NetworkStream:
+        timeout = _left(timeout, httpcore2.ConnectTimeout)
+        return _DeadlineStream(self._inner.connect_unix_socket(path, timeout, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def deadline_http_client() -> httpx2.Client:
+    """The SDK's default HTTP client, but honouring the deadline that ``_within`` sets."""
+    transport = httpx2.HTTPTransport()
+    # httpx2 offers no parameter for httpcore's network backend: wrap the one it chose.
+    pool = transport._pool
+    pool._network_backend = _DeadlineBackend(pool._network_backend)
+    return openai.DefaultHttpxClient(transport=transport)
 
 
 def _classify(exc: Exception) -> ProviderError:
@@ -52,9 +155,12 @@ def _classify(exc: Exception) -> ProviderError:
 
 
 class OpenAIProvider:
-    """Callable as ``shared.jobs.Provider``; the HTTP client is injectable for tests."""
+    """Callable as ``shared.jobs.Provider``; the HTTP client is injectable for tests.
 
-    def __init__(self, settings: Settings, http_client: Any = None) -> None:
+    An injected client is bounded in total only if it is built like ``deadline_http_client``.
+    """
+
+    def __init__(self, settings: Settings, http_client: httpx2.Client | None = None) -> None:
         key = settings.ai_api_key.get_secret_value() if settings.ai_api_key else "unused"
         self._settings = settings
         self._client = openai.OpenAI(
@@ -62,22 +168,26 @@ class OpenAIProvider:
             api_key=key,
             timeout=settings.ai_timeout_seconds,
             max_retries=0,
-            http_client=http_client,
+            http_client=http_client or deadline_http_client(),
         )
 
     def __call__(self, task_type: str, input_data: Any, options: dict[str, Any]) -> dict[str, Any]:
+        if not prompts.supported(task_type):
+            raise TaskTypeUnsupported(f"the AI provider cannot serve {task_type}")
         try:
-            if task_type == "generate_image":
-                return self._image(input_data, options)
-            return self._text(task_type, input_data, options)
+            with _within(self._settings.ai_timeout_seconds):
+                if task_type == "generate_image":
+                    return self._image(input_data, options)
+                return self._text(task_type, input_data, options)
         except (openai.OpenAIError, ValueError) as exc:
             # A body that is not JSON surfaces as a bare JSONDecodeError (a ValueError).
             raise _classify(exc) from exc
 
     def ping(self) -> None:
-        """Cheap reachability check for ``health``."""
+        """Cheap reachability check for ``health``, bounded like a job's call."""
         try:
-            self._client.with_options(timeout=3.0).models.list()
+            with _within(_PING_SECONDS):
+                self._client.with_options(timeout=_PING_SECONDS).models.list()
         except openai.OpenAIError as exc:
             raise _classify(exc) from exc
 
@@ -85,9 +195,10 @@ class OpenAIProvider:
         if task_type == "chat":
             messages = list(input_data)
         else:
-            instruction = _PROMPTS[task_type].format(**options)
-            if task_type == "summarize" and "max_words" in options:
-                instruction += f" Use at most {options['max_words']} words."
+            try:
+                instruction = prompts.instruction(task_type, options)
+            except KeyError as exc:
+                raise InvalidTaskOptions(f"the {task_type} prompt needs option {exc}") from None
             messages = [{"role": "system", "content": instruction}, {"role": "user", "content": input_data}]
         params = {k: options[k] for k in ("max_tokens", "temperature") if k in options}
         completion = self._client.chat.completions.create(

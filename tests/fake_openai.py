@@ -30,6 +30,11 @@ does for each fault with ``max_retries=0`` (pinned by tests/test_fake_openai.py)
   a ``str``. Only with ``_strict_response_validation=True`` does the SDK raise
   ``openai.APIResponseValidationError``.
 - ``EmptyChoices()``: no exception; ``completion.choices == []``.
+- ``Trickle(...)`` with ``interval`` under the client timeout: no exception, however long
+  it lasts -- the SDK's timeout bounds each socket read, not the call.
+
+``models_step`` (a ``Step``, None by default) answers every ``GET /v1/models`` until reset,
+so the health check's ping can be faulted without consuming the chat/images script.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, cast
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 __all__ = [
@@ -63,6 +68,7 @@ __all__ = [
     "Reply",
     "Status",
     "Step",
+    "Trickle",
     "content_policy_violation",
     "error_body",
 ]
@@ -134,7 +140,21 @@ class Raw:
     headers: Mapping[str, str] = field(default_factory=dict, hash=False)
 
 
-Step = Reply | Status | Delay | Malformed | EmptyChoices | Disconnect | Raw
+@dataclass(frozen=True)
+class Trickle:
+    """Send the normal answer one byte every ``interval`` seconds for ``seconds``, then the rest.
+
+    ``part="headers"`` dribbles from the status line on; ``part="body"`` sends the status
+    line and headers at once and dribbles the body. Ending after ``seconds`` keeps a test
+    that is not cut off short, rather than minutes long.
+    """
+
+    part: Literal["headers", "body"] = "body"
+    interval: float = 0.3
+    seconds: float = 6.0
+
+
+Step = Reply | Status | Delay | Malformed | EmptyChoices | Disconnect | Raw | Trickle
 
 
 def content_policy_violation(message: str | None = None) -> Status:
@@ -299,8 +319,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         raw = self._read_body()
         if method == "GET" and path == MODELS_PATH:
-            model = {"id": "fake-model", "object": "model", "created": 0, "owned_by": "test"}
-            self._send_json(200, {"object": "list", "data": [model]})
+            self._perform(self.fake.models_step, path, {}, default_delay=False)
             return
 
         payload: Any = None
@@ -338,11 +357,7 @@ class _Handler(BaseHTTPRequestHandler):
             if default_delay and self.fake._sleep(self.fake.default_delay):
                 self._disconnect()
                 return
-            reply = step or Reply()
-            if path == CHAT_PATH:
-                self._send_json(200, self._chat(payload, reply))
-            else:
-                self._send_json(200, self._images(payload, reply))
+            self._send_json(200, self._answer(path, payload, step or Reply()))
         elif isinstance(step, Status):
             # retry-after-ms too: the SDK ignores a zero retry-after and would back off >= 0.375 s.
             headers = {"retry-after": "0", "retry-after-ms": "1"} if step.code == 429 else {}
@@ -352,18 +367,45 @@ class _Handler(BaseHTTPRequestHandler):
         elif isinstance(step, Malformed):
             self._send(200, step.body, step.content_type)
         elif isinstance(step, EmptyChoices):
-            if path == CHAT_PATH:
-                doc = self._chat(payload, Reply())
-                doc["choices"] = []
-            else:
-                doc = {"created": int(time.time()), "data": []}
+            doc = self._answer(path, payload, Reply())
+            doc["choices" if path == CHAT_PATH else "data"] = []
             self._send_json(200, doc)
         elif isinstance(step, Disconnect):
             self._disconnect()
+        elif isinstance(step, Trickle):
+            self._trickle(step, json.dumps(self._answer(path, payload, Reply())).encode())
         else:
             self._send(step.status, step.body, step.content_type, step.headers)
 
+    def _trickle(self, step: Trickle, body: bytes) -> None:
+        head = (
+            f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            f"x-request-id: req_fake_{self._rid}\r\n\r\n"
+        ).encode()
+        data = head + body
+        if step.part == "body":
+            self.wfile.write(head)
+            data = body
+        until = time.monotonic() + step.seconds
+        for i in range(len(data)):
+            if time.monotonic() >= until:
+                self.wfile.write(data[i:])
+                return
+            self.wfile.write(data[i : i + 1])
+            if self.fake._sleep(step.interval):
+                self._disconnect()
+                return
+
     # -- bodies ---------------------------------------------------------------
+
+    def _answer(self, path: str, payload: dict[str, Any], reply: Reply) -> dict[str, Any]:
+        """The normal 200 document for ``path``."""
+        if path == CHAT_PATH:
+            return self._chat(payload, reply)
+        if path == IMAGES_PATH:
+            return self._images(payload, reply)
+        model = {"id": "fake-model", "object": "model", "created": 0, "owned_by": "test"}
+        return {"object": "list", "data": [model]}
 
     def _chat(self, payload: dict[str, Any], reply: Reply) -> dict[str, Any]:
         messages = payload.get("messages") or []
@@ -416,6 +458,7 @@ class FakeOpenAI:
 
     def __init__(self) -> None:
         self.default_delay: float = 0.0
+        self.models_step: Step | None = None
         self._lock = threading.Lock()
         self._steps: deque[Step] = deque()
         self._requests: list[RecordedRequest] = []
@@ -482,11 +525,12 @@ class FakeOpenAI:
             self._steps.extend(steps)
 
     def reset(self) -> None:
-        """Clear the script, the recorded requests and ``default_delay``."""
+        """Clear the script, the recorded requests, ``default_delay`` and ``models_step``."""
         with self._lock:
             self._steps.clear()
             self._requests.clear()
             self.default_delay = 0.0
+            self.models_step = None
 
     @property
     def pending(self) -> int:

@@ -2,31 +2,35 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from conftest import Api, books
-from fake_openai import FakeOpenAI, Status
+from fake_openai import Delay, FakeOpenAI, Status, Trickle
 from pydantic import SecretStr
 
 from scripts.stack import Stack
+from shared import prompts
 from shared.ai import OpenAIProvider
-from shared.errors import ProviderRateLimited
+from shared.catalog import DEFAULT_CATALOG
+from shared.errors import PermanentProviderError, ProviderRateLimited, ProviderTimeout
 from shared.settings import Settings
 
 
 def provider_for(fake: FakeOpenAI, **changes: Any) -> OpenAIProvider:
-    settings = Settings(
-        app_env="local",
-        firestore_emulator_host="127.0.0.1:1",
-        ai_base_url=fake.base_url,
-        ai_api_key=SecretStr("test"),
-        ai_image_model="fake-image",
-        ai_timeout_seconds=2,
-        **changes,
-    )
-    return OpenAIProvider(settings)
+    fields: dict[str, Any] = {
+        "app_env": "local",
+        "firestore_emulator_host": "127.0.0.1:1",
+        "ai_base_url": fake.base_url,
+        "ai_api_key": SecretStr("test"),
+        "ai_image_model": "fake-image",
+        "ai_timeout_seconds": 2,
+    }
+    return OpenAIProvider(Settings(**(fields | changes)))
 
 
 def test_generate_image_uses_the_images_api(fake_ai: FakeOpenAI) -> None:
@@ -47,6 +51,83 @@ def test_provider_errors_say_whether_to_retry(fake_ai: FakeOpenAI) -> None:
         provider_for(fake_ai)("chat", [{"role": "user", "content": "hi"}], {})
     assert caught.value.retryable and caught.value.code == "ai_rate_limited"
     assert "Authorization" in fake_ai.requests[-1].headers or "authorization" in fake_ai.requests[-1].headers
+
+
+def timed(call: Any) -> float:
+    """Seconds until ``call()`` raised ProviderTimeout."""
+    started = time.monotonic()
+    with pytest.raises(ProviderTimeout):
+        call()
+    elapsed = time.monotonic() - started
+    print(f"cut off after {elapsed:.2f} s")
+    return elapsed
+
+
+@pytest.mark.parametrize("part", ["headers", "body"])
+def test_a_trickling_answer_is_cut_off_at_the_timeout(
+    fake_ai: FakeOpenAI, part: Literal["headers", "body"]
+) -> None:
+    # A byte every 0.3 s never trips a 1 s read timeout; only a bound on the whole call stops it.
+    fake_ai.script(Trickle(part, interval=0.3, seconds=8))
+    provider = provider_for(fake_ai, ai_timeout_seconds=1)
+    elapsed = timed(lambda: provider("chat", [{"role": "user", "content": "hi"}], {}))
+    assert 0.9 < elapsed < 2
+    assert provider("chat", [{"role": "user", "content": "hi"}], {}) == {"text": "fake reply: hi"}
+
+
+def test_each_call_has_its_own_time_budget(fake_ai: FakeOpenAI) -> None:
+    provider = provider_for(fake_ai, ai_timeout_seconds=1)
+    fake_ai.script(Delay(0.6), Delay(0.6))
+    for _ in range(2):
+        assert provider("summarize", "some text", {})["text"]
+
+
+def test_the_health_ping_is_bounded_in_total(fake_ai: FakeOpenAI) -> None:
+    fake_ai.models_step = Trickle("headers", interval=0.3, seconds=10)
+    elapsed = timed(provider_for(fake_ai).ping)
+    assert 2.9 < elapsed < 4
+
+
+def system_prompt(fake: FakeOpenAI) -> str:
+    messages = fake.requests[-1].body["messages"]
+    assert messages[0]["role"] == "system"
+    return str(messages[0]["content"])
+
+
+def test_translate_tells_the_ai_the_source_language(fake_ai: FakeOpenAI) -> None:
+    provider = provider_for(fake_ai)
+    provider("translate", "Guten Tag", {"target_language": "French", "source_language": "German"})
+    assert "from German into French" in system_prompt(fake_ai)
+    provider("translate", "Guten Tag", {"target_language": "French"})
+    assert "into French" in system_prompt(fake_ai) and " from " not in system_prompt(fake_ai)
+
+
+def test_a_task_type_without_a_prompt_fails_permanently(fake_ai: FakeOpenAI) -> None:
+    # An operator may add a task type to the Firestore catalog that no code serves yet.
+    with pytest.raises(PermanentProviderError) as caught:
+        provider_for(fake_ai)("classify", "some text", {})
+    assert not caught.value.retryable and caught.value.code == "task_type_unsupported"
+    assert fake_ai.requests == []
+
+
+def test_a_prompt_missing_its_option_fails_permanently(fake_ai: FakeOpenAI) -> None:
+    with pytest.raises(PermanentProviderError) as caught:
+        provider_for(fake_ai)("translate", "some text", {"source_language": "German"})
+    assert not caught.value.retryable and "target_language" in caught.value.message
+    assert fake_ai.requests == []
+
+
+def test_supported_covers_the_default_catalog_only() -> None:
+    assert all(prompts.supported(name) for name in DEFAULT_CATALOG["task_types"])
+    assert not prompts.supported("classify")
+
+
+def test_prompts_load_without_the_openai_sdk() -> None:
+    # submit_job imports shared.prompts; its cold start must not pay for openai.
+    code = "import sys, shared.prompts; print('openai' in sys.modules, 'httpx2' in sys.modules)"
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert result.stdout.split() == ["False", "False"], result.stderr
 
 
 def test_one_job_through_the_real_local_model(api: Api, functions_server: Any, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from typing import Literal
 
 import openai
 import pytest
@@ -20,6 +21,7 @@ from fake_openai import (
     Malformed,
     Reply,
     Status,
+    Trickle,
     content_policy_violation,
 )
 from openai.types.chat import ChatCompletion
@@ -122,6 +124,27 @@ def test_default_delay_and_delay_then(client: openai.OpenAI, fake: FakeOpenAI) -
     fake.script(Delay(0.05, then=Status(500)))
     with pytest.raises(openai.InternalServerError):
         chat(client)
+
+
+@pytest.mark.parametrize("part", ["headers", "body"])
+def test_trickle_outlasts_the_sdk_timeout(
+    client: openai.OpenAI, fake: FakeOpenAI, part: Literal["headers", "body"]
+) -> None:
+    fake.script(Trickle(part, interval=0.1, seconds=1.0))
+    started = time.monotonic()
+    # Every read gets a byte within TIMEOUT, so the SDK never times out: the call takes 1 s.
+    assert chat(client) == "fake reply: hello"
+    assert time.monotonic() - started >= 1.0 > 3 * TIMEOUT
+    assert chat(client) == "fake reply: hello"
+
+
+def test_models_step_faults_only_the_models_list(client: openai.OpenAI, fake: FakeOpenAI) -> None:
+    fake.models_step = Status(503)
+    with pytest.raises(openai.InternalServerError):
+        client.models.list()
+    assert chat(client) == "fake reply: hello"
+    fake.reset()
+    assert [m.id for m in client.models.list()] == ["fake-model"]
 
 
 def test_malformed_json_raises_json_decode_error(client: openai.OpenAI, fake: FakeOpenAI) -> None:
