@@ -177,12 +177,14 @@ class ScheduledJob:
     """JSON body, or ``None`` to send none."""
     retries: int
     """Scheduler retries of a failed run. The report is idempotent (it rewrites the same
-    document), so it may retry; the sweeper runs again in 5 minutes anyway."""
+    document), so it may retry; the sweeper runs again in a minute anyway."""
 
 
 SCHEDULED_JOBS = (
     ScheduledJob("aijobs-weekly-report", "weekly_report", "0 6 * * 1", "{}", retries=3),
-    ScheduledJob("aijobs-sweep-jobs", "sweep_jobs", "*/5 * * * *", None, retries=0),
+    # Every minute: the sweeper is also the outbox, and a charged job that never reached the queue
+    # must start within 2 minutes (OUTBOX_DELAY_SECONDS, 60, plus at most one interval).
+    ScheduledJob("aijobs-sweep-jobs", "sweep_jobs", "* * * * *", None, retries=0),
 )
 
 

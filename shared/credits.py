@@ -43,7 +43,7 @@ from google.cloud import firestore
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, field_validator
 
 from shared import usage, usernames
-from shared.db import Snapshot, client, commit_optimistically, now, unchanged
+from shared.db import Batch, Snapshot, client, commit_optimistically, now, unchanged
 from shared.errors import Conflict, InsufficientCredits, InvalidRequest
 from shared.usernames import Username
 
@@ -180,7 +180,7 @@ def grant(order: GrantCreate, admin_id: str) -> GrantResult:
     key = _grant_key(order.grant_id)
     record_ref = client().collection("grants").document(key)
 
-    def decide(batch: firestore.WriteBatch) -> GrantResult:
+    def decide(batch: Batch) -> GrantResult:
         record = record_ref.get()
         if record.exists:
             return _replay(record, order)
@@ -204,7 +204,8 @@ def grant(order: GrantCreate, admin_id: str) -> GrantResult:
         entry = {**_entry(result.type, order.amount, None, at), **why}
         batch.update(user.reference, {"credits": firestore.Increment(order.amount)}, option=unchanged(user))
         batch.create(_ledger(user.id).document(f"grant-{key}"), entry)
-        batch.create(record_ref, {**result.model_dump(), **why, "user_id": user.id})
+        stored = {**result.model_dump(), **why, "user_id": user.id}
+        batch.create(record_ref, batch.receipt(record_ref, stored))
         usage.stage_granted(batch, user.id, order.amount, at)
         return result
 

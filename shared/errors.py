@@ -75,6 +75,12 @@ class Unavailable(AppError):
     status, code, message = 503, "unavailable", "temporarily unavailable, retry"
 
 
+class NotQueued(Unavailable):
+    """The queue refused a job's task: it was not created and will never be delivered."""
+
+    code = "enqueue_failed"
+
+
 class OutcomeUnknown(Unavailable):
     """Temporary, and the change may or may not have been applied: the store did not confirm.
 

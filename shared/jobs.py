@@ -19,7 +19,19 @@ States (every arrow is one optimistic commit, see ``shared.db``)::
 
 A refund is staged only together with a transition out of ``queued`` or
 ``in_progress`` into ``failed``/``canceled``, guarded by a precondition on the
-job document, and its ledger id is fixed per job: at most one per job.
+job document, and its ledger id is fixed per job: at most one per job. The job
+document is every such commit's receipt (``shared.db``), so a commit whose reply
+was lost is recognised as done.
+
+Getting a charged job onto the queue (an outbox without a second document): the
+charge commits first, then the task is created. If the queue refuses the task, the
+job is failed and refunded and the client told "not charged". If the reply is lost
+(the task may exist), the job stays accepted. Either way, and after a crash
+between the two, a job still ``queued`` with no attempt is the outbox: the
+sweeper (every minute) enqueues those older than ``OUTBOX_DELAY_SECONDS``, and a
+client's retry with the same ``Idempotency-Key`` enqueues it at once. The task
+name is the job's, so Cloud Tasks drops the repeats, and the claim below makes
+any duplicate that gets through a no-op.
 
 The worker is safe under at-least-once delivery: a claim writes a fresh
 ``lease_id``, and every later write of that run requires the job to still carry
@@ -32,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import re
 import uuid
 from collections.abc import Callable
@@ -42,12 +55,13 @@ from typing import Any, Literal
 from google.cloud import firestore
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared import catalog, credits, limits, logs, usage
-from shared.db import Snapshot, client, commit_optimistically, now, put, unchanged
+from shared import catalog, credits, limits, logs, prompts, usage
+from shared.db import Batch, Snapshot, client, commit_optimistically, now, put, unchanged
 from shared.errors import (
     Conflict,
     InvalidRequest,
     NotFound,
+    NotQueued,
     PayloadTooLarge,
     PermanentProviderError,
     RetryableProviderError,
@@ -56,13 +70,15 @@ from shared.errors import (
 )
 from shared.settings import get_settings
 
+logger = logging.getLogger("aijobs.jobs")
 Status = Literal["queued", "in_progress", "completed", "failed", "canceled"]
 IDEMPOTENCY_TTL = timedelta(hours=24)
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 _ID = re.compile(r"[0-9a-f]{32}")
 
 Enqueue = Callable[[str, int], None]
-"""Puts ``(job_id, generation)`` on the queue; raises ``Unavailable`` when it cannot."""
+"""Puts ``(job_id, generation)`` on the queue. Raises ``NotQueued`` when the queue refused
+the task, another ``Unavailable`` when the outcome is unknown (the task may exist)."""
 
 Provider = Callable[[str, Any, dict[str, Any]], dict[str, Any]]
 """Runs ``(task_type, input_data, options)`` on the AI; raises ``ProviderError``."""
@@ -119,6 +135,8 @@ def _check_input(job: JobCreate, max_chars: int) -> None:
     if job.task_type == "chat":
         if not isinstance(job.input_data, list) or not job.input_data:
             raise InvalidRequest("chat input_data must be a non-empty list of {role, content} messages")
+        if any(not m.content.strip() for m in job.input_data):
+            raise InvalidRequest("every chat message needs content that is not blank")
         size = sum(len(m.content) for m in job.input_data)
     else:
         if not isinstance(job.input_data, str) or not job.input_data.strip():
@@ -140,22 +158,52 @@ def _idempotency_ref(user_id: str, key: str) -> firestore.DocumentReference:
 
 
 def submit(user_id: str, job: JobCreate, idempotency_key: str | None, enqueue: Enqueue) -> JobAccepted:
-    """Charge, store and enqueue a job; with an idempotency key, at most once per key."""
+    """Charge, store and enqueue a job; with an idempotency key, at most once per key.
+
+    202 means charged and on its way: if the task could not be confirmed, the job is
+    in the outbox (see the module docstring). ``Unavailable`` from here means nothing
+    was charged, except ``OutcomeUnknown``, which says so.
+    """
     settings = get_settings()
     cost = catalog.price(job.task_type, job.options)
-    if not settings.model_for(job.task_type):
+    if not settings.model_for(job.task_type) or not prompts.supported(job.task_type):
         raise InvalidRequest(
             f"the configured AI endpoint cannot serve {job.task_type}", code="task_type_unsupported"
         )
     _check_input(job, settings.max_input_chars)
-    limits.take_submit_slot(user_id)
     body = job.model_dump(mode="json")
     request_hash = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
     idem_ref = _idempotency_ref(user_id, idempotency_key) if idempotency_key is not None else None
     user_ref = client().collection("users").document(user_id)
-    job_id = uuid.uuid4().hex
+    job_ref = _jobs().document(uuid.uuid4().hex)
 
-    def decide(batch: firestore.WriteBatch) -> JobAccepted:
+    def replay(seen: Snapshot, credits_now: int) -> JobAccepted:
+        if seen.get("request_hash") != request_hash:
+            raise Conflict(
+                "this Idempotency-Key was used with a different request", code="idempotency_key_reused"
+            )
+        first = _jobs().document(seen.get("job_id")).get()
+        if first.get("status") == "queued" and first.get("attempts") == 0:
+            # The client retries because it did not hear back: the first request may have
+            # died before its task was created. The task name makes this a no-op otherwise.
+            with contextlib.suppress(Unavailable):
+                enqueue(first.id, 0)
+        return JobAccepted(
+            job_id=first.id,
+            status=first.get("status"),
+            cost=first.get("cost"),
+            credits=credits_now,
+            replayed=True,
+        )
+
+    if idem_ref is not None:
+        # Before the rate limit: a replay changes nothing, so it costs no submit slot.
+        seen = idem_ref.get()
+        if seen.exists and seen.get("expires_at") > now():
+            return replay(seen, _balance(user_ref))
+    limits.take_submit_slot(user_id)
+
+    def decide(batch: Batch) -> JobAccepted:
         at = now()
         refs = [user_ref] if idem_ref is None else [user_ref, idem_ref]
         snapshots = {s.reference.path: s for s in client().get_all(refs)}
@@ -165,63 +213,54 @@ def submit(user_id: str, job: JobCreate, idempotency_key: str | None, enqueue: E
         if idem_ref is not None:
             seen = snapshots[idem_ref.path]
             if seen.exists and seen.get("expires_at") > at:
-                if seen.get("request_hash") != request_hash:
-                    raise Conflict(
-                        "this Idempotency-Key was used with a different request",
-                        code="idempotency_key_reused",
-                    )
-                first = _jobs().document(seen.get("job_id")).get()
-                return JobAccepted(
-                    job_id=first.id,
-                    status=first.get("status"),
-                    cost=first.get("cost"),
-                    credits=user.get("credits"),
-                    replayed=True,
-                )
+                return replay(seen, user.get("credits"))
             record = {
                 "user_id": user_id,
-                "job_id": job_id,
+                "job_id": job_ref.id,
                 "request_hash": request_hash,
                 "expires_at": at + IDEMPOTENCY_TTL,
             }
             put(batch, seen, record)
-        balance = credits.stage_charge(batch, user, cost, job_id, at)
+        balance = credits.stage_charge(batch, user, cost, job_ref.id, at)
         usage.stage_submitted(batch, user_id, job.task_type, cost, at)
-        batch.create(
-            _jobs().document(job_id),
-            {
-                **body,
-                "user_id": user_id,
-                "cost": cost,
-                "status": "queued",
-                "output": None,
-                "error": None,
-                "attempts": 0,
-                "lease_id": None,
-                "lease_expires_at": None,
-                "created_at": at,
-                "updated_at": at,
-                "expires_at": at + timedelta(days=settings.job_retention_days),
-            },
-        )
-        return JobAccepted(job_id=job_id, status="queued", cost=cost, credits=balance)
+        document = {
+            **body,
+            "user_id": user_id,
+            "cost": cost,
+            "status": "queued",
+            "output": None,
+            "error": None,
+            "attempts": 0,
+            "lease_id": None,
+            "lease_expires_at": None,
+            "created_at": at,
+            "updated_at": at,
+            "expires_at": at + timedelta(days=settings.job_retention_days),
+        }
+        batch.create(job_ref, batch.receipt(job_ref, document))
+        return JobAccepted(job_id=job_ref.id, status="queued", cost=cost, credits=balance)
 
     accepted = commit_optimistically(decide)
     logs.bind(job_id=accepted.job_id)
     if accepted.replayed:
         return accepted
     try:
-        enqueue(job_id, 0)
+        enqueue(job_ref.id, 0)
+    except NotQueued:
+        error = _error("enqueue_failed", "the job could not be queued")
+        if _finish(job_ref.id, None, "failed", error=error, forget=idem_ref) is not None:
+            raise Unavailable("the job could not be queued and was not charged; retry") from None
+        # Someone else moved it first (a cancel): it was charged and refunded like any job.
     except Unavailable:
-        _finish(
-            job_id,
-            None,
-            "failed",
-            error=_error("enqueue_failed", "the job could not be queued"),
-            forget=idem_ref,
-        )
-        raise Unavailable("the job could not be queued and was not charged; retry") from None
+        logger.warning("job %s: the queue did not confirm its task; the outbox will send it", job_ref.id)
     return accepted
+
+
+def _balance(user_ref: firestore.DocumentReference) -> int:
+    user = user_ref.get(field_paths=["credits"])
+    if not user.exists:
+        raise Unauthenticated("the account no longer exists", code="invalid_token")
+    return int(user.get("credits"))
 
 
 def _owned(user_id: str, job_id: str) -> Snapshot:
@@ -285,7 +324,7 @@ def _finish(
     """
     ref = _jobs().document(job_id)
 
-    def decide(batch: firestore.WriteBatch) -> JobPublic | None:
+    def decide(batch: Batch) -> JobPublic | None:
         at = now()
         job = ref.get()
         if not job.exists:
@@ -301,7 +340,7 @@ def _finish(
             "lease_id": None,
             "lease_expires_at": None,
         }
-        batch.update(ref, changes, option=unchanged(job))
+        batch.update(ref, batch.receipt(ref, changes), option=unchanged(job))
         if status != "completed":
             credits.stage_refund(batch, job.get("user_id"), job.get("cost"), job_id, at)
         usage.stage_finished(
@@ -333,7 +372,7 @@ def _claim(job_id: str, lease_id: str) -> _Claim | str:
     settings = get_settings()
     ref = _jobs().document(job_id)
 
-    def decide(batch: firestore.WriteBatch) -> _Claim | str:
+    def decide(batch: Batch) -> _Claim | str:
         at = now()
         job = ref.get()
         if not job.exists:
@@ -344,17 +383,14 @@ def _claim(job_id: str, lease_id: str) -> _Claim | str:
         if status not in ("queued", "in_progress"):
             return str(status)
         attempt = int(job.get("attempts")) + 1
-        batch.update(
-            ref,
-            {
-                "status": "in_progress",
-                "attempts": attempt,
-                "lease_id": lease_id,
-                "lease_expires_at": at + timedelta(seconds=settings.job_lease_seconds),
-                "updated_at": at,
-            },
-            option=unchanged(job),
-        )
+        claim = {
+            "status": "in_progress",
+            "attempts": attempt,
+            "lease_id": lease_id,
+            "lease_expires_at": at + timedelta(seconds=settings.job_lease_seconds),
+            "updated_at": at,
+        }
+        batch.update(ref, batch.receipt(ref, claim), option=unchanged(job))
         return _Claim(job.get("task_type"), job.get("input_data"), job.get("options"), attempt)
 
     return commit_optimistically(decide)
@@ -364,7 +400,7 @@ def _release(job_id: str, lease_id: str, error: dict[str, str]) -> bool:
     """Hand a job back to the queue (a retryable failure, or a lease that ran out)."""
     ref = _jobs().document(job_id)
 
-    def decide(batch: firestore.WriteBatch) -> bool:
+    def decide(batch: Batch) -> bool:
         job = ref.get()
         if not (job.exists and job.get("status") == "in_progress" and job.get("lease_id") == lease_id):
             return False
@@ -375,7 +411,7 @@ def _release(job_id: str, lease_id: str, error: dict[str, str]) -> bool:
             "error": error,
             "updated_at": now(),
         }
-        batch.update(ref, changes, option=unchanged(job))
+        batch.update(ref, batch.receipt(ref, changes), option=unchanged(job))
         return True
 
     return commit_optimistically(decide)
@@ -412,13 +448,12 @@ def run(job_id: str, provider: Provider) -> str:
     return "completed" if done is not None else "lease_lost"
 
 
-def _stuck(status: Status, field: str, before: datetime, limit: int) -> list[Snapshot]:
-    """Jobs in ``status`` whose ``field`` is older than ``before`` (the sweeper's two queries)."""
-    query = (
-        _jobs()
-        .where(filter=firestore.FieldFilter("status", "==", status))
-        .where(filter=firestore.FieldFilter(field, "<", before))
-    )
+def _stuck(status: Status, field: str, before: datetime, limit: int, **equal: Any) -> list[Snapshot]:
+    """Jobs in ``status`` whose ``field`` is older than ``before`` (the sweeper's queries)."""
+    query = _jobs().where(filter=firestore.FieldFilter("status", "==", status))
+    for name, value in equal.items():
+        query = query.where(filter=firestore.FieldFilter(name, "==", value))
+    query = query.where(filter=firestore.FieldFilter(field, "<", before))
     return list(query.limit(limit).stream())
 
 
@@ -428,14 +463,17 @@ def sweep(enqueue: Enqueue, limit: int = 500) -> dict[str, int]:
     - ``in_progress`` with an expired lease (its worker died): back to ``queued`` and
       on the queue again, or ``failed`` and refunded when it used all its attempts.
     - ``queued`` for ``QUEUED_TIMEOUT_SECONDS`` since its last change (its task was
-      lost, e.g. the process died between charge and enqueue): ``failed``, refunded.
+      lost for good): ``failed``, refunded.
+    - ``queued`` with no attempt yet for ``OUTBOX_DELAY_SECONDS`` (the process died
+      between the charge and the enqueue, or the queue's reply was lost): enqueued
+      under the job's own task name, which the queue drops if the task exists.
 
     Each move is the same guarded commit the worker uses, so a late delivery racing
     the sweeper changes the job at most once and a job is refunded at most once.
     """
     settings = get_settings()
     at = now()
-    counts = {"requeued": 0, "failed": 0}
+    counts = {"requeued": 0, "failed": 0, "enqueued": 0}
     for job in _stuck("in_progress", "lease_expires_at", at, limit):
         lease_id, attempts = job.get("lease_id"), int(job.get("attempts"))
         if attempts >= settings.job_max_attempts:
@@ -454,4 +492,11 @@ def sweep(enqueue: Enqueue, limit: int = 500) -> dict[str, int]:
         error = _error("queue_timeout", "the job was never run")
         if _finish(job.id, None, "failed", error=error, still=lambda j: j.get("updated_at") < cutoff):
             counts["failed"] += 1
+    unsent = at - timedelta(seconds=settings.outbox_delay_seconds)
+    for job in _stuck("queued", "updated_at", unsent, limit, attempts=0):
+        try:
+            enqueue(job.id, 0)
+        except Unavailable:
+            continue  # the next sweep tries again; after QUEUED_TIMEOUT_SECONDS it is refunded
+        counts["enqueued"] += 1
     return counts

@@ -3,6 +3,15 @@
 Locally the official client talks to gcloud-tasks-emulator over an insecure
 gRPC channel and the task carries the shared worker secret; in production the
 task carries an OIDC token for ``TASKS_SERVICE_ACCOUNT`` instead.
+
+A task is named after its job (``job-<id>``, ``job-<id>-<generation>`` for the
+sweeper's re-queues), so creating it again is safe: Cloud Tasks refuses a name it
+has seen within about an hour (``AlreadyExists``, taken as success), and the
+worker runs a job once however often it is delivered (the local emulator does
+not deduplicate names). ``enqueue`` therefore tells two failures apart: the
+queue *refused* the task (``NotQueued``: it surely does not exist), or the call
+failed in a way that leaves it unknown (``Unavailable``: the reply may have been
+lost after the task was created). Only the first may be answered "not charged".
 """
 
 from __future__ import annotations
@@ -15,11 +24,22 @@ from google.api_core import exceptions as gexc
 from google.cloud import tasks_v2
 from google.protobuf import duration_pb2
 
-from shared.errors import Unavailable
+from shared.errors import NotQueued, Unavailable
 from shared.internal_auth import WORKER_SECRET_HEADER
 from shared.settings import get_settings
 
-_CALL_TIMEOUT = 10.0
+_CALL_TIMEOUT = 5.0
+# Answers that mean the queue did not create the task: it judged the request and said no.
+_REFUSALS = (
+    gexc.InvalidArgument,
+    gexc.NotFound,
+    gexc.PermissionDenied,
+    gexc.Unauthenticated,
+    gexc.FailedPrecondition,
+    gexc.ResourceExhausted,
+    gexc.OutOfRange,
+    gexc.MethodNotImplemented,
+)
 
 
 @cache
@@ -40,8 +60,8 @@ def queue_path() -> str:
 
 
 def enqueue(job_id: str, generation: int = 0) -> None:
-    """Create a task for the job, named after the job (and the sweeper's re-queue
-    ``generation``) so the queue can drop a repeat of the same call."""
+    """Create the job's task; ``NotQueued`` if the queue refused it, ``Unavailable`` if the
+    outcome is unknown (a timeout or a dropped connection: it may exist)."""
     settings = get_settings()
     request: dict[str, object] = {
         "http_method": tasks_v2.HttpMethod.POST,
@@ -69,8 +89,10 @@ def enqueue(job_id: str, generation: int = 0) -> None:
         _client().create_task(parent=queue_path(), task=tasks_v2.Task(task), timeout=_CALL_TIMEOUT)
     except gexc.AlreadyExists:
         return  # an earlier attempt of this very call got through
+    except _REFUSALS as exc:
+        raise NotQueued(f"the queue refused the task: {type(exc).__name__}") from exc
     except (gexc.GoogleAPIError, OSError) as exc:
-        raise Unavailable(f"the queue is unavailable: {type(exc).__name__}") from exc
+        raise Unavailable(f"the queue did not answer: {type(exc).__name__}") from exc
 
 
 def ping() -> None:

@@ -645,7 +645,9 @@ def exercise_every_query(api: Api, capture: Capture) -> None:
         _, cursor = credits.history(user["id"], 1, None)
         assert cursor is not None
         credits.history(user["id"], 1, cursor)
-        usage.history(user["id"], usage.UsageQuery.model_validate({"from": today, "to": today}))
+        usage.history(
+            user["id"], usage.UsageQuery.model_validate({"from": today.isoformat(), "to": today.isoformat()})
+        )
         reports.build("2019-W12")
         reports.list_weeks(5, None)
         reports.list_weeks(5, "2019-W12")
