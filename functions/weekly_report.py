@@ -15,5 +15,5 @@ from shared.web import endpoint, parse_body, respond
 def weekly_report(request: flask.Request) -> flask.Response:
     verify_internal_caller(request.headers, "weekly_report", get_settings().scheduler_service_account)
     # Cloud Scheduler may send no body at all: that means the default week.
-    body = parse_body(request, reports.ReportRequest) if request.content_length else reports.ReportRequest()
+    body = parse_body(request, reports.ReportRequest, empty=reports.ReportRequest())
     return respond(reports.run(body.week))

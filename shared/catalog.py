@@ -110,15 +110,14 @@ def price(task_type: str, options: dict[str, Any]) -> int:
     types = task_types()
     if task_type not in types:
         known = ", ".join(sorted(types))
-        raise InvalidRequest(f"unknown task_type {task_type!r}; known: {known}", code="unknown_task_type")
+        # The client's value is not echoed (it may be 60 KB long); the known ones are named.
+        raise InvalidRequest(f"unknown task_type; known: {known}", code="unknown_task_type")
     spec = types[task_type]
     allowed: dict[str, Any] = spec.get("options", {})
     for name, value in options.items():
         if name not in allowed:
             names = ", ".join(sorted(allowed)) or "none"
-            raise InvalidRequest(
-                f"unknown option {name!r} for {task_type}; allowed: {names}", code="invalid_option"
-            )
+            raise InvalidRequest(f"unknown option for {task_type}; allowed: {names}", code="invalid_option")
         _check_option(name, value, allowed[name])
     for name, option in allowed.items():
         if option.get("required") and name not in options:

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
+# Google's trace ids are 32 hex digits; anything else (non-ASCII letters included) is not one.
+_TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
 _context: ContextVar[dict[str, str] | None] = ContextVar("aijobs_log_context", default=None)
 
 
@@ -49,7 +52,7 @@ def start_request(function: str, trace_header: str | None, project: str) -> None
     """Fresh context for one request; the trace id comes from Google's front end."""
     context = {"function": function}
     trace_id = (trace_header or "").split("/", 1)[0]
-    if trace_id.isalnum():
+    if _TRACE_ID.fullmatch(trace_id):
         context["logging.googleapis.com/trace"] = f"projects/{project}/traces/{trace_id}"
     _context.set(context)
 

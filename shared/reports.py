@@ -30,7 +30,9 @@ from shared.settings import get_settings
 
 STATUSES = ("submitted", "completed", "failed", "canceled")
 BASELINE_WEEKS = 4
-_WEEK = re.compile(r"(\d{4})-W(\d{2})")
+_WEEK = re.compile(r"([0-9]{4})-W([0-9]{2})")  # ASCII: \d would take "٢٠٢٦-W٤٧"
+# Far enough from date's limits that every shift (the baselines, the week's end) stays in range.
+FIRST_YEAR, LAST_YEAR = 2000, 9998
 
 
 class ReportRequest(BaseModel):
@@ -52,12 +54,23 @@ def week_start(week: str) -> datetime:
     """Monday 00:00 UTC of an ISO week like ``2026-W47``."""
     match = _WEEK.fullmatch(week)
     try:
-        if match is None:
+        if match is None or not FIRST_YEAR <= int(match[1]) <= LAST_YEAR:
             raise ValueError
         monday = date.fromisocalendar(int(match[1]), int(match[2]), 1)
     except ValueError:
-        raise ValueError(f"week must be an ISO week like 2026-W47, not {week!r}") from None
+        # Not echoed: the value may be anything, of any length.
+        raise ValueError(
+            f"week must be an ISO week like 2026-W47, of a year from {FIRST_YEAR} to {LAST_YEAR}"
+        ) from None
     return datetime.combine(monday, time(), UTC)
+
+
+def is_week(week: str) -> bool:
+    try:
+        week_start(week)
+    except ValueError:
+        return False
+    return True
 
 
 def shift(week: str, weeks: int) -> str:
@@ -248,9 +261,9 @@ def run(week: str | None) -> dict[str, Any]:
 
 
 def get(week: str) -> dict[str, Any]:
-    snapshot = _reports().document(week).get() if _WEEK.fullmatch(week) else None
+    snapshot = _reports().document(week).get() if is_week(week) else None
     if snapshot is None or not snapshot.exists:
-        raise NotFound(f"no report for {week}", code="report_not_found")
+        raise NotFound("no report for this week", code="report_not_found")
     return snapshot.to_dict() or {}
 
 
@@ -259,7 +272,7 @@ def list_weeks(limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], st
     # By the stored ``week`` field: Firestore cannot scan document ids in descending order.
     query = _reports().order_by("week", direction=firestore.Query.DESCENDING)
     if cursor:
-        if not _WEEK.fullmatch(cursor):
+        if not is_week(cursor):
             raise InvalidRequest("unknown cursor", code="invalid_cursor")
         query = query.start_after({"week": cursor})
     docs = list(query.limit(limit + 1).stream())

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -12,6 +14,68 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEV_JWT_SECRET = "dev-only-jwt-secret-not-for-production-use"
 _KNOWN_DEFAULTS = {DEV_JWT_SECRET, "secret", "changeme", "change-me", "test", "dev"}
 _MIN_SECRET_LEN = 32
+_MIN_DISTINCT = 10  # a generated 32-character key has about 14 even in hex; a typed one far fewer
+# Words that mark a secret someone typed for a test or an example. "dev" is short enough to
+# turn up by chance in a random key, so it counts only as a word of its own or at the start.
+_PLACEHOLDER_WORDS = ("test", "secret", "changeme", "example", "local", "password")
+_DEV_WORD = re.compile(r"(^|[^a-z])dev([^a-z]|$)|^dev")
+_PLACEHOLDER_KEYS = frozenset(
+    {"local", "test", "dev", "changeme", "change-me", "secret", "example", "dummy", "fake", "none", "empty"}
+)
+_MIN_KEY_LEN = 20  # no provider's real API key is this short
+_GOOGLE_CERTS_HOST = "www.googleapis.com"
+
+
+def secret_problems(value: str) -> list[str]:
+    """Why ``value`` is not a safe JWT key for production (empty when it is)."""
+    lowered = value.lower()
+    problems = []
+    if len(value) < _MIN_SECRET_LEN:
+        problems.append(f"is shorter than {_MIN_SECRET_LEN} characters")
+    if lowered in _KNOWN_DEFAULTS or DEV_JWT_SECRET in value:
+        problems.append("is a known default")
+    if len(set(value)) < _MIN_DISTINCT:
+        problems.append(f"has fewer than {_MIN_DISTINCT} distinct characters")
+    elif value in (value + value)[1:-1]:  # true exactly when value is a repeated pattern
+        problems.append("repeats a short pattern")
+    words = [w for w in _PLACEHOLDER_WORDS if w in lowered]
+    if _DEV_WORD.search(lowered):
+        words.insert(0, "dev")
+    if words:
+        problems.append("contains " + ", ".join(repr(w) for w in words) + ": generate a random one")
+    return problems
+
+
+def api_key_problems(value: str) -> list[str]:
+    """Why ``value`` cannot be a real AI API key (empty when it may be)."""
+    lowered = value.lower()
+    bare = lowered.removeprefix("sk-")
+    if (
+        lowered in _KNOWN_DEFAULTS
+        or bare in _PLACEHOLDER_KEYS
+        or any(bare.startswith(w) for w in ("test", "dev"))
+    ):
+        return ["is a placeholder, not a real key"]
+    if len(value) < _MIN_KEY_LEN:
+        return [f"is shorter than {_MIN_KEY_LEN} characters"]
+    if len(set(bare)) < _MIN_DISTINCT:
+        return [f"has fewer than {_MIN_DISTINCT} distinct characters"]
+    return []
+
+
+def _is_google_certs_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return False
+    return (
+        parts.scheme == "https"
+        and parts.hostname == _GOOGLE_CERTS_HOST
+        and port is None
+        and parts.username is None
+        and parts.password is None
+    )
 
 
 class Settings(BaseSettings):
@@ -154,14 +218,13 @@ class Settings(BaseSettings):
                 raise ValueError("APP_ENV=local needs FIRESTORE_EMULATOR_HOST (run scripts/dev)")
             return self
         problems = []
-        for name in ("jwt_secret", "ai_api_key"):
+        for name, check in (("jwt_secret", secret_problems), ("ai_api_key", api_key_problems)):
             value: SecretStr | None = getattr(self, name)
             if value is None:
                 problems.append(f"{name.upper()} is missing")
-            elif len(value.get_secret_value()) < _MIN_SECRET_LEN and name == "jwt_secret":
-                problems.append(f"{name.upper()} is shorter than {_MIN_SECRET_LEN} characters")
-            elif value.get_secret_value().lower() in _KNOWN_DEFAULTS:
-                problems.append(f"{name.upper()} is a known default")
+            else:
+                # The messages name what is wrong, never the value.
+                problems += [f"{name.upper()} {problem}" for problem in check(value.get_secret_value())]
         if self.worker_secret is not None:
             problems.append("WORKER_SECRET is for the local stack; production uses OIDC")
         for name in ("tasks_service_account", "scheduler_service_account"):
@@ -171,6 +234,9 @@ class Settings(BaseSettings):
             problems.append("FUNCTIONS_BASE_URL must be the functions' https:// URL")
         if self.firestore_emulator_host or self.tasks_emulator_host:
             problems.append("emulator hosts are set")
+        if not _is_google_certs_url(self.oidc_certs_url):
+            # Whoever serves these keys can sign tokens the internal functions accept.
+            problems.append(f"OIDC_CERTS_URL must be an https://{_GOOGLE_CERTS_HOST}/ URL")
         if problems:
             raise ValueError("refusing to start in production: " + "; ".join(problems))
         return self

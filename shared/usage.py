@@ -18,12 +18,13 @@ needs no read and so adds no contention to the commits that carry them.
 from __future__ import annotations
 
 import bisect
+import re
 from collections import Counter
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from google.cloud import firestore
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from shared.db import client
 
@@ -125,6 +126,26 @@ def stage_granted(batch: firestore.WriteBatch, user_id: str, amount: int, at: da
 
 
 MAX_RANGE_DAYS = 366
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(9998, 12, 31)
+"""The days a query may name: far from ``date``'s limits, so arithmetic on them cannot overflow."""
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _day(value: object) -> date:
+    # Strict: pydantic's own date parsing also takes 0 (1970-01-01), timestamps and datetimes
+    # with an offset, and the value is echoed nowhere.
+    if not isinstance(value, str) or not _DAY.fullmatch(value):
+        raise ValueError("must be a date like 2026-01-31 (YYYY-MM-DD)")
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        raise ValueError("is not a calendar date") from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ValueError(f"must be from {FIRST_DAY} to {LAST_DAY}")
+    return day
+
+
+Day = Annotated[date, BeforeValidator(_day)]
 
 
 class UsageQuery(BaseModel):
@@ -132,8 +153,8 @@ class UsageQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    from_: date = Field(alias="from")
-    to: date
+    from_: Day = Field(alias="from")
+    to: Day
 
     @model_validator(mode="after")
     def _range(self) -> UsageQuery:

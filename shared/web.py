@@ -10,7 +10,9 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import re
+import sys
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -27,6 +29,7 @@ from shared.errors import (
     PayloadTooLarge,
     TooManyRequests,
     Unauthenticated,
+    Unavailable,
     UnsupportedMediaType,
 )
 from shared.settings import get_settings
@@ -35,12 +38,35 @@ M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[flask.Request], flask.Response]
 logger = logging.getLogger("aijobs")
 _CURSOR = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_RESERVED_ID = re.compile(r"__.*__")  # Firestore refuses such document ids with an error, not a miss
+_LIMIT = re.compile(r"[0-9]{1,3}")  # ASCII only: str.isdigit() also takes "²" and "٣"
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+MAX_DEPTH = 32
+"""Deepest nesting of arrays and objects a body may have; no valid request comes close."""
+RETRY_AFTER_SECONDS = 5
+"""What every 503 tells clients to wait before trying again."""
+MAX_MESSAGE = 300
+"""Longest error message: a safety net, so no code path can echo a client's 60 KB back."""
+# Transient failures of Google APIs (Firestore, Cloud Tasks) that escaped the code below:
+# the same request may well succeed in a moment, so 503, not 500.
+_TRANSIENT_API_ERRORS = (
+    "ServiceUnavailable",
+    "DeadlineExceeded",
+    "InternalServerError",
+    "Aborted",
+    "ResourceExhausted",
+    "RetryError",
+)
+_TRANSIENT_GRPC_CODES = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "INTERNAL", "ABORTED", "RESOURCE_EXHAUSTED")
 
 
 def respond(
     body: BaseModel | dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
 ) -> flask.Response:
     payload = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
+    headers = dict(headers or {})
+    if status == 503:
+        headers.setdefault("Retry-After", str(RETRY_AFTER_SECONDS))
     return flask.Response(json.dumps(payload), status, headers, mimetype="application/json")
 
 
@@ -48,18 +74,27 @@ def _error(exc: AppError) -> flask.Response:
     headers = {}
     if isinstance(exc, Unauthenticated):
         headers["WWW-Authenticate"] = "Bearer"
-    if isinstance(exc, TooManyRequests):
-        headers["Retry-After"] = str(exc.retry_after)
-    return respond({"error": {"code": exc.code, "message": exc.message}}, exc.status, headers)
+    if isinstance(exc, TooManyRequests | Unavailable):
+        headers["Retry-After"] = str(getattr(exc, "retry_after", RETRY_AFTER_SECONDS))
+    message = short(exc.message, MAX_MESSAGE)
+    return respond({"error": {"code": exc.code, "message": message}}, exc.status, headers)
+
+
+def short(text: str, limit: int = 40) -> str:
+    """``text`` cut to ``limit`` characters, for the rare message that names a client's value."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _describe(exc: ValidationError) -> str:
-    # Inputs are never echoed: a bad password must not come back in an error.
+    # Inputs are never echoed: a bad password must not come back in an error. Field names can
+    # be the client's own (an unknown key), so they are cut short, and so is the whole list.
+    errors = exc.errors(include_input=False, include_url=False)
     parts = []
-    for err in exc.errors(include_input=False, include_url=False):
-        where = ".".join(str(p) for p in err["loc"]) or "body"
-        parts.append(f"{where}: {err['msg']}")
-    return "; ".join(parts)
+    for err in errors[:3]:
+        where = ".".join(short(str(p)) for p in err["loc"]) or "body"
+        parts.append(f"{where}: {short(err['msg'], 120)}")
+    more = f"; and {len(errors) - 3} more" if len(errors) > 3 else ""
+    return "; ".join(parts) + more
 
 
 def endpoint(*methods: str) -> Callable[[Handler], Handler]:
@@ -76,7 +111,8 @@ def endpoint(*methods: str) -> Callable[[Handler], Handler]:
             started = time.perf_counter()
             response = _handle(handler, request, methods, settings.max_body_bytes)
             took = (time.perf_counter() - started) * 1000
-            logger.info("%s %s -> %d (%.0f ms)", request.method, request.path, response.status_code, took)
+            path = short(request.path, 200)
+            logger.info("%s %s -> %d (%.0f ms)", request.method, path, response.status_code, took)
             return response
 
         return run
@@ -98,35 +134,99 @@ def _handle(
         return _error(exc)
     except ValidationError as exc:
         return _error(InvalidRequest(_describe(exc)))
-    except Exception:
+    except Exception as exc:
+        if _transient(exc):
+            logger.warning("transient %s in %s", type(exc).__name__, handler.__name__, exc_info=True)
+            return _error(Unavailable())
         logger.exception("unhandled error in %s", handler.__name__)
         return _error(AppError())
 
 
-def parse_body(request: flask.Request, model: type[M]) -> M:
-    """The JSON body as ``model``; 413, 415, 400 or 422 before any work is done."""
+def _transient(exc: Exception) -> bool:
+    """Whether ``exc`` is a Google API or gRPC failure that the same request may not meet again."""
+    # Looked up, not imported: a function that never loaded these libraries cannot have raised
+    # their errors, and importing them here would cost its cold start.
+    api = sys.modules.get("google.api_core.exceptions")
+    if api is not None and isinstance(exc, tuple(getattr(api, n) for n in _TRANSIENT_API_ERRORS)):
+        return True
+    grpc = sys.modules.get("grpc")
+    if grpc is None or not isinstance(exc, grpc.RpcError):
+        return False
+    code = getattr(exc, "code", None)
+    status = code() if callable(code) else None
+    return getattr(status, "name", None) in _TRANSIENT_GRPC_CODES
+
+
+def parse_body(request: flask.Request, model: type[M], empty: M | None = None) -> M:
+    """The JSON body as ``model``; 413, 415, 400 or 422 before any work is done.
+
+    With ``empty``, a request without a body (of any type) means ``empty``."""
     limit = get_settings().max_body_bytes
+    # Read, not trusted from Content-Length: a chunked body declares no length.
+    raw = request.stream.read(limit + 1)
+    if not raw and empty is not None:
+        return empty
     if request.mimetype != "application/json":
         raise UnsupportedMediaType("send a JSON body with Content-Type: application/json")
-    raw = request.stream.read(limit + 1)
     if len(raw) > limit:
         raise PayloadTooLarge(f"the body is larger than {limit} bytes")
     try:
-        data = json.loads(raw)
-    except ValueError:
-        raise BadRequest("the body is not valid JSON", code="malformed_json") from None
+        data = json.loads(raw, parse_constant=_no_constant, object_pairs_hook=_object)
+    except RecursionError:
+        raise BadRequest(
+            f"the body is nested deeper than {MAX_DEPTH} levels", code="malformed_json"
+        ) from None
+    except ValueError as exc:
+        reason = exc.args[0] if isinstance(exc, _Refused) else "the body is not valid JSON"
+        raise BadRequest(reason, code="malformed_json") from None
+    _check_values(data)
     if not isinstance(data, dict):
         raise InvalidRequest("the body must be a JSON object")
     return model.model_validate(data)
 
 
+class _Refused(ValueError):
+    """Valid to Python's json module, not to JSON (RFC 8259) or to this API."""
+
+
+def _no_constant(name: str) -> Any:
+    # Python's json reads NaN and Infinity; JSON has no such numbers, and no option wants one.
+    raise _Refused(f"{name} is not a JSON number")
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # A repeated key would silently keep its last value: what the client meant is unclear.
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        raise _Refused("the body repeats a key in one object")
+    return data
+
+
+def _check_values(data: Any) -> None:
+    """Refuse what parsed but must not go further: deep nesting (pydantic and the stores
+    recurse), unpaired surrogates (no UTF-8 form, so Firestore and the AI cannot take them),
+    and numbers too large for a float (``1e999`` parses as infinity)."""
+    pending = [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_DEPTH:
+                raise BadRequest(f"the body is nested deeper than {MAX_DEPTH} levels", code="malformed_json")
+            items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+            pending.extend((item, depth + 1) for item in items)
+        elif isinstance(value, str) and _SURROGATE.search(value):
+            raise BadRequest("the body has an unpaired surrogate (\\ud800-\\udfff)", code="invalid_unicode")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise BadRequest("the body has a number too large for a float", code="malformed_json")
+
+
 def page(request: flask.Request) -> tuple[int, str | None]:
     """``limit`` (1-100, default 20) and ``cursor`` query parameters."""
     raw_limit = request.args.get("limit", "20")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
+    if not _LIMIT.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= 100:
         raise InvalidRequest("limit must be an integer from 1 to 100", code="invalid_limit")
     cursor = request.args.get("cursor") or None
-    if cursor is not None and not _CURSOR.fullmatch(cursor):
+    if cursor is not None and (not _CURSOR.fullmatch(cursor) or _RESERVED_ID.fullmatch(cursor)):
         raise InvalidRequest("unknown cursor", code="invalid_cursor")
     return int(raw_limit), cursor
 

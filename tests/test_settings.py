@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -9,11 +10,11 @@ from pydantic import ValidationError
 
 from shared.settings import DEV_JWT_SECRET, Settings
 
-STRONG = "k" * 40
+STRONG = "q3VfN8xZ-kT1wLp0_RbY7cJ2mHsGd9Ae4uXo6WnQiK"  # as secrets.token_urlsafe makes them
 PRODUCTION: dict[str, Any] = {
     "app_env": "production",
     "jwt_secret": STRONG,
-    "ai_api_key": "sk-" + "a" * 40,
+    "ai_api_key": "sk-proj-Xb81qLmT7vR2cNwZ0pKfH4sJ9eYgA3uD",
     "tasks_service_account": "tasks@project.iam.gserviceaccount.com",
     "scheduler_service_account": "scheduler@project.iam.gserviceaccount.com",
     "functions_base_url": "https://us-central1-project.cloudfunctions.net",
@@ -45,7 +46,7 @@ def test_production_settings_start_when_complete() -> None:
         ({"jwt_secret": "too-short"}, "JWT_SECRET is shorter than 32"),
         ({"jwt_secret": DEV_JWT_SECRET}, "JWT_SECRET is a known default"),
         ({"ai_api_key": None}, "AI_API_KEY is missing"),
-        ({"ai_api_key": "changeme"}, "AI_API_KEY is a known default"),
+        ({"ai_api_key": "changeme"}, "AI_API_KEY is a placeholder"),
         ({"worker_secret": "s" * 40}, "WORKER_SECRET is for the local stack"),
         ({"tasks_service_account": None}, "TASKS_SERVICE_ACCOUNT is missing"),
         ({"firestore_emulator_host": "127.0.0.1:8081"}, "emulator hosts are set"),
@@ -72,3 +73,77 @@ def test_local_needs_the_emulator() -> None:
 def test_models_per_task_type() -> None:
     settings = Settings(**PRODUCTION, ai_model="m-text", ai_image_model="")
     assert settings.model_for("chat") == "m-text" and settings.model_for("generate_image") == ""
+
+
+@pytest.mark.parametrize(
+    ("secret", "complaint"),
+    [
+        ("a" * 32, "JWT_SECRET has fewer than 10 distinct characters"),
+        ("abcdefghijk" * 3, "JWT_SECRET repeats a short pattern"),
+        (DEV_JWT_SECRET + "-2", "JWT_SECRET is a known default"),
+        ("my-dev-key-q3VfN8xZkT1wLp0RbY7cJ2mHsGd9", "JWT_SECRET contains 'dev'"),
+        ("DEV_q3VfN8xZkT1wLp0RbY7cJ2mHsGd9Ae4uXo", "JWT_SECRET contains 'dev'"),
+        ("q3VfN8xZkT1wLp0RbY7cJ2mHsGd9-test-key", "JWT_SECRET contains 'test'"),
+        ("supersecretvalue-q3VfN8xZkT1wLp0RbY7c", "JWT_SECRET contains 'secret'"),
+        ("changeme-q3VfN8xZkT1wLp0RbY7cJ2mHsGd9", "JWT_SECRET contains 'changeme'"),
+        ("Example-q3VfN8xZkT1wLp0RbY7cJ2mHsGd9A", "JWT_SECRET contains 'example'"),
+        ("local-q3VfN8xZkT1wLp0RbY7cJ2mHsGd9Ae4", "JWT_SECRET contains 'local'"),
+        ("Password-q3VfN8xZkT1wLp0RbY7cJ2mHsGd9", "JWT_SECRET contains 'password'"),
+    ],
+)
+def test_production_refuses_weak_jwt_secrets(secret: str, complaint: str) -> None:
+    with pytest.raises(ValidationError, match=complaint) as refused:
+        Settings(**{**PRODUCTION, "jwt_secret": secret})
+    assert secret not in str(refused.value)
+
+
+def test_dev_inside_a_random_secret_is_chance_not_a_word() -> None:
+    # A generated key may hold "dev" between other letters; refusing it would fail 1 start in 500.
+    assert Settings(**{**PRODUCTION, "jwt_secret": "q3VfN8xZkT1wLpdevRbY7cJ2mHsGd9Ae4uXo6WnQ"})
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "local",
+        "test",
+        "sk-test",
+        "sk-test-0123456789abcdef",
+        "changeme",
+        "dev",
+        "EMPTY",
+        "sk-abc",
+        "sk-" + "a" * 40,
+    ],
+)
+def test_production_refuses_placeholder_ai_keys(key: str) -> None:
+    with pytest.raises(ValidationError, match=r"AI_API_KEY (is a placeholder|is shorter|has fewer)"):
+        Settings(**{**PRODUCTION, "ai_api_key": key})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://www.googleapis.com/oauth2/v1/certs",
+        "https://evil.example/oauth2/v1/certs",
+        "https://www.googleapis.com.evil.example/oauth2/v1/certs",
+        "https://www.googleapis.com@evil.example/oauth2/v1/certs",
+        "https://www.googleapis.com:8443/oauth2/v1/certs",
+        "https://127.0.0.1:9999/certs",
+        "www.googleapis.com/oauth2/v1/certs",
+    ],
+)
+def test_production_takes_oidc_keys_only_from_google(url: str) -> None:
+    with pytest.raises(
+        ValidationError, match=re.escape("OIDC_CERTS_URL must be an https://www.googleapis.com/ URL")
+    ):
+        Settings(**{**PRODUCTION, "oidc_certs_url": url})
+    assert Settings(**PRODUCTION, oidc_certs_url="https://www.googleapis.com/oauth2/v3/certs")
+
+
+def test_local_stays_permissive() -> None:
+    local: dict[str, Any] = {"app_env": "local", "firestore_emulator_host": "127.0.0.1:1"}
+    settings = Settings(
+        **local, jwt_secret=DEV_JWT_SECRET, ai_api_key="local", oidc_certs_url="http://127.0.0.1:1/c"
+    )
+    assert settings.is_local
