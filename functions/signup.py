@@ -2,12 +2,16 @@
 
 import flask
 
-from shared import auth
+from shared import auth, limits
 from shared.web import endpoint, parse_body, respond
 
 
 @endpoint("POST")
 def signup(request: flask.Request) -> flask.Response:
-    user, token = auth.signup(parse_body(request, auth.UserCredentials))
+    credentials = parse_body(request, auth.UserCredentials)
+    # Before the password hash and any write: a refused signup costs one counter increment.
+    # Taken signups count too (409), so the limit also bounds probing for taken usernames.
+    limits.take_signup_slot(limits.client_address(request))
+    user, token = auth.signup(credentials)
     body = {**token.model_dump(), "user": user.model_dump(include={"id", "username", "credits"})}
     return respond(body, 201)

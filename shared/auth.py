@@ -42,6 +42,7 @@ def _dummy_hash() -> str:
 
 
 _ALGORITHM = "HS256"
+_NO_USER = "0" * 32  # never a user id (those are uuid4 hex, whose 13th digit is 4)
 
 
 class UserCredentials(BaseModel):
@@ -150,19 +151,23 @@ def signup(credentials: UserCredentials) -> tuple[UserPublic, Token]:
 def login(credentials: UserCredentials) -> Token:
     """A token for the right password; the same ``Unauthenticated`` for any other case.
 
-    Too many recent failures for the username lock it (429), known or not.
+    Each attempt first takes one of the username's password checks (429 when none is left,
+    known or not), so a burst of guesses cannot get more checks than the limit.
     """
-    limits.check_login(credentials.username)
-    user = usernames.find_account(credentials.username)
+    slot = limits.take_login_slot(credentials.username)
+    user = usernames.find_account(credentials.username, ["password_hash"])
+    if user is None:
+        # find_account stopped after the username link; a known name also reads the user.
+        # One more (missing) read makes both cost the same round trips.
+        _users().document(_NO_USER).get(field_paths=["password_hash"])
     stored = user.get("password_hash") if user is not None else _dummy_hash()
     try:
         _hasher.verify(stored, credentials.password)
         if user is None:
             raise VerificationError
     except (VerificationError, InvalidHashError):
-        limits.record_login_failure(credentials.username)
         raise Unauthenticated("wrong username or password", code="invalid_credentials") from None
-    limits.reset_login(credentials.username)
+    limits.login_succeeded(slot)
     return issue_token(user.id)
 
 

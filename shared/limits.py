@@ -1,85 +1,167 @@
 """Abuse limits, kept in Firestore so they hold across every function instance.
 
-Documents (each with ``expires_at`` for Firestore's TTL policy):
-- ``login_attempts/{username}``: ``{failures: [times of recent failed logins]}``.
-  Keyed by the name as typed (normalised), whether or not an account has it, so the
-  lock itself does not reveal which usernames exist.
+Each limit is one ``Increment`` on a counter document per key and clock window: the
+commit's answer carries the new count, so taking a slot is one write, no read, and
+atomic however many requests race for it. Documents (each with ``expires_at`` for
+Firestore's TTL policy):
+- ``login_attempts/{username}-{window}``: ``{count}`` of logins tried for that name in one
+  ``LOGIN_WINDOW_SECONDS`` clock window. Keyed by the name as typed (normalised),
+  whether or not an account has it, so the lock itself does not reveal which exist.
 - ``rate_windows/{user_id}-{minute}``: ``{count}`` of jobs submitted in that minute.
+- ``rate_windows/signup-{sha256(address)}-{hour}``: ``{count}`` of signups from one
+  client address (see ``client_address``) in that clock hour.
 """
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import math
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
+from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
-from shared.db import client, commit_optimistically, now, put
+from shared.db import client, now
 from shared.errors import TooManyRequests
 from shared.settings import get_settings
 
-
-def _attempts(username: str) -> firestore.DocumentReference:
-    return client().collection("login_attempts").document(username)
-
-
-def _recent(failures: list[datetime], at: datetime) -> list[datetime]:
-    window = timedelta(seconds=get_settings().login_window_seconds)
-    return sorted(f for f in failures if f > at - window)
+if TYPE_CHECKING:
+    import flask
 
 
-def check_login(username: str) -> None:
-    """429 while ``username`` has too many recent failures, until the oldest of them ages out."""
+@dataclass(frozen=True)
+class _Window:
+    index: int
+    end: datetime
+
+
+def _window(at: datetime, seconds: int) -> _Window:
+    index = int(at.timestamp() // seconds)
+    return _Window(index, datetime.fromtimestamp((index + 1) * seconds, at.tzinfo))
+
+
+def _count(ref: firestore.DocumentReference, expires_at: datetime) -> tuple[int, datetime]:
+    """Add one to ``ref``'s count: the new count and the document's update time, from one write."""
+    result = ref.set({"count": firestore.Increment(1), "expires_at": expires_at}, merge=True)
+    return result.transform_results[0].integer_value, result.update_time
+
+
+@dataclass(frozen=True)
+class LoginSlot:
+    """One of a username's ``LOGIN_MAX_FAILURES`` password checks in the current window."""
+
+    ref: firestore.DocumentReference
+    taken_at: datetime
+    """The counter's update time right after this slot was taken."""
+
+
+def take_login_slot(username: str) -> LoginSlot:
+    """Take a password check for ``username`` before checking anything; 429 when none is left.
+
+    Every attempt counts, the right password included, so however many arrive at once at
+    most ``LOGIN_MAX_FAILURES`` are checked per clock window. The lock lasts until that
+    window ends (``Retry-After``), when a fresh counter starts: at most twice the limit
+    can land in a short span across a window boundary, never more per window.
+    """
     settings = get_settings()
     at = now()
-    snapshot = _attempts(username).get()
-    failures = _recent(snapshot.get("failures") or [], at) if snapshot.exists else []
-    if len(failures) >= settings.login_max_failures:
-        unlock = failures[-settings.login_max_failures] + timedelta(seconds=settings.login_window_seconds)
+    window = _window(at, settings.login_window_seconds)
+    ref = client().collection("login_attempts").document(f"{username}-{window.index}")
+    count, taken_at = _count(ref, window.end)
+    if count > settings.login_max_failures:
         raise TooManyRequests(
-            "too many failed logins for this username; try again later",
-            math.ceil((unlock - at).total_seconds()),
+            "too many login attempts for this username; try again later",
+            math.ceil((window.end - at).total_seconds()),
             code="too_many_login_attempts",
         )
+    return LoginSlot(ref, taken_at)
 
 
-def record_login_failure(username: str) -> None:
-    settings = get_settings()
-    ref = _attempts(username)
+def login_succeeded(slot: LoginSlot) -> None:
+    """Reset the username's count, but only if no attempt has taken a slot since this one.
 
-    def decide(batch: firestore.WriteBatch) -> None:
-        at = now()
-        snapshot = ref.get()
-        failures = _recent(snapshot.get("failures") or [], at) if snapshot.exists else []
-        kept = [*failures, at][-settings.login_max_failures :]
-        window = timedelta(seconds=settings.login_window_seconds)
-        put(batch, snapshot, {"failures": kept, "expires_at": at + window})
-
-    commit_optimistically(decide)
-
-
-def reset_login(username: str) -> None:
-    """A successful login clears the failures."""
-    _attempts(username).delete()
+    The reset is a delete guarded by the counter's update time: a sequence of normal logins
+    (failures, then a success) starts afresh, as if the success had been the first attempt,
+    while a success inside a burst of guesses changes nothing, so the burst still gets at
+    most ``LOGIN_MAX_FAILURES`` checks in all.
+    """
+    try:
+        slot.ref.delete(option=client().write_option(last_update_time=slot.taken_at))
+    except gexc.FailedPrecondition:
+        pass  # someone else tried since: their attempts keep counting
+    except gexc.GoogleAPIError:
+        pass  # the password was right: the login stands, the count merely stays until the window ends
 
 
 def take_submit_slot(user_id: str) -> None:
     """Count one submission in the user's current minute; 429 past the limit.
 
-    ``Increment`` returns the new count in the commit's answer, so this costs one
-    write and no read, and never contends with the charge's preconditions.
+    One write and no read, so it never contends with the charge's preconditions.
     """
     limit = get_settings().submit_rate_per_minute
     at = now()
-    minute = int(at.timestamp() // 60)
-    window_end = datetime.fromtimestamp((minute + 1) * 60, at.tzinfo)
-    ref = client().collection("rate_windows").document(f"{user_id}-{minute}")
-    result = ref.set(
-        {"count": firestore.Increment(1), "expires_at": window_end + timedelta(hours=1)}, merge=True
-    )
-    if result.transform_results[0].integer_value > limit:
+    window = _window(at, 60)
+    ref = client().collection("rate_windows").document(f"{user_id}-{window.index}")
+    count, _ = _count(ref, window.end + timedelta(hours=1))
+    if count > limit:
         raise TooManyRequests(
             f"more than {limit} jobs in a minute; slow down",
-            math.ceil((window_end - at).total_seconds()),
+            math.ceil((window.end - at).total_seconds()),
             code="submit_rate_limited",
         )
+
+
+def take_signup_slot(address: str) -> None:
+    """Count one signup from ``address`` (a ``client_address`` key) in this clock hour; 429 past
+    ``SIGNUP_RATE_PER_HOUR``.
+
+    The id holds a hash of the key: an IPv6 network contains ``/`` and ``:``, and the raw
+    address need not be stored (the hash of an IPv4 address can be brute-forced, so this is
+    tidiness, not anonymity).
+    """
+    limit = get_settings().signup_rate_per_hour
+    at = now()
+    window = _window(at, 3600)
+    digest = hashlib.sha256(address.encode()).hexdigest()[:32]
+    ref = client().collection("rate_windows").document(f"signup-{digest}-{window.index}")
+    count, _ = _count(ref, window.end + timedelta(hours=1))
+    if count > limit:
+        raise TooManyRequests(
+            f"more than {limit} signups from this address in an hour; try again later",
+            math.ceil((window.end - at).total_seconds()),
+            code="signup_rate_limited",
+        )
+
+
+def client_address(request: flask.Request) -> str:
+    """The client's address as Google's front end saw it, as a limit key.
+
+    Cloud Functions (2nd gen) run on Cloud Run behind Google's front end, which appends the
+    address it accepted the connection from to any ``X-Forwarded-For`` the client sent
+    ("<unverified IPs>, <immediate client IP>, ...": only the entries Google adds are
+    verified; https://cloud.google.com/load-balancing/docs/https#x-forwarded-for_header).
+    Served on its own URL (no load balancer of ours), the right-most entry is that one hop,
+    the only one a client cannot choose; everything left of it is whatever the client wrote.
+    Behind an external Application Load Balancer the right-most entry would be the balancer's
+    own address instead, and this must take the second from the right.
+
+    Locally there is no front end and no header: the socket's peer (``remote_addr``). A value
+    that is not an address falls back to it as well, rather than failing the request.
+    IPv4-mapped IPv6 is the IPv4 address; other IPv6 clients are keyed by their /64, which
+    one host usually holds whole, so rotating through it gains nothing.
+    """
+    forwarded = ",".join(request.headers.getlist("X-Forwarded-For"))
+    for candidate in (forwarded.rsplit(",", 1)[-1], request.remote_addr or ""):
+        try:
+            address = ipaddress.ip_address(candidate.strip())
+        except ValueError:
+            continue
+        if isinstance(address, ipaddress.IPv6Address):
+            if address.ipv4_mapped is not None:
+                return str(address.ipv4_mapped)
+            return f"{ipaddress.IPv6Address(int(address) >> 64 << 64)}/64"
+        return str(address)
+    return "unknown"

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -25,44 +27,165 @@ TASKS_ACCOUNT = "aijobs-tasks@demo-aijobs.iam.gserviceaccount.com"
 
 # ---- login lockout --------------------------------------------------------------------------------
 
+WINDOW = 900  # LOGIN_WINDOW_SECONDS on the test stack (the default)
+
 
 def login(api: Api, username: str, password: str) -> requests.Response:
     return api.call("POST", "/login", json={"username": username, "password": password})
 
 
+def seconds_left(window: int) -> float:
+    """Until the current clock window of ``window`` seconds ends (the limits count per window)."""
+    return window - time.time() % window
+
+
+def in_one_window(window: int, need: float) -> None:
+    """Wait for the next clock window unless ``need`` seconds are left in this one."""
+    if seconds_left(window) < need:
+        time.sleep(seconds_left(window) + 0.1)
+
+
+def at_once(n: int, attempt: Callable[[int], requests.Response]) -> list[requests.Response]:
+    """``attempt(i)`` for i in 0..n-1, from n threads released together."""
+    barrier = threading.Barrier(n)
+
+    def run(i: int) -> requests.Response:
+        barrier.wait()
+        return attempt(i)
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(run, range(n)))
+
+
+def assert_locked(response: requests.Response, window: int) -> None:
+    assert response.status_code == 429, response.text
+    assert response.json()["error"]["code"] == "too_many_login_attempts"
+    # When a check frees up: the end of the window, whose counter then starts afresh.
+    assert abs(int(response.headers["Retry-After"]) - seconds_left(window)) <= 2
+
+
 def test_five_failures_lock_a_username_and_do_not_reveal_it_exists(api: Api) -> None:
     known = api.signup()[1]["username"]
     unknown = "nobody_" + known[1:]
+    in_one_window(WINDOW, 30)
     for username in (known, unknown):
         assert [login(api, username, "wrong-password").status_code for _ in range(5)] == [401] * 5
-        locked = login(api, username, "wrong-password")
-        assert locked.status_code == 429 and locked.json()["error"]["code"] == "too_many_login_attempts"
-        assert 850 <= int(locked.headers["Retry-After"]) <= 900
+        assert_locked(login(api, username, "wrong-password"), WINDOW)
     # Even the right password waits: the lock is on the name, whoever types it.
-    assert login(api, known, PASSWORD).status_code == 429
+    assert_locked(login(api, known, PASSWORD), WINDOW)
     assert login(api, known, "x" * 8).json() == login(api, unknown, "x" * 8).json()
 
 
 def test_a_success_resets_the_failures(api: Api) -> None:
     username = api.signup()[1]["username"]
+    in_one_window(WINDOW, 30)
     for _ in range(4):
         assert login(api, username, "wrong-password").status_code == 401
     assert login(api, username, PASSWORD).status_code == 200
     assert [login(api, username, "wrong-password").status_code for _ in range(4)] == [401] * 4
     assert login(api, username, PASSWORD).status_code == 200
+    # Normal use never locks a user out: successes alone always start afresh.
+    assert [login(api, username, PASSWORD).status_code for _ in range(8)] == [200] * 8
 
 
-def test_the_lock_ends_when_the_window_passes(api: Api) -> None:
+def test_the_lock_ends_when_the_window_passes(api: Api, functions_server: Any) -> None:
+    window = 5
+    short = Api(functions_server(LOGIN_WINDOW_SECONDS=str(window)))
+    username = short.signup()[1]["username"]
+    time.sleep(seconds_left(window) + 0.05)  # start at the beginning of a window
+    assert [login(short, username, "wrong-password").status_code for _ in range(5)] == [401] * 5
+    assert_locked(login(short, username, PASSWORD), window)
+    time.sleep(seconds_left(window) + 0.1)
+    assert login(short, username, PASSWORD).status_code == 200
+
+
+def test_a_burst_of_guesses_gets_five_password_checks(api: Api) -> None:
+    username = api.signup()[1]["username"]
+    in_one_window(WINDOW, 20)
+    burst = at_once(30, lambda _: login(api, username, "wrong-password"))
+    assert sorted(r.status_code for r in burst) == [401] * 5 + [429] * 25
+    assert_locked(login(api, username, PASSWORD), WINDOW)
+
+
+def test_the_right_password_in_a_burst_needs_a_slot_like_any_guess(api: Api) -> None:
+    username = api.signup()[1]["username"]
+    in_one_window(WINDOW, 20)
+    right = 17
+    burst = at_once(30, lambda i: login(api, username, PASSWORD if i == right else "wrong-password"))
+    statuses = [r.status_code for r in burst]
+    checked = [s for s in statuses if s != 429]
+    assert len(checked) == 5 and statuses.count(429) == 25, statuses
+    # 200 if it got one of the five checks, else refused unchecked like the others.
+    assert statuses[right] in (200, 429) and statuses.count(200) == (statuses[right] == 200)
+    # The success was inside the burst: it reset nothing, the name stays locked.
+    assert_locked(login(api, username, PASSWORD), WINDOW)
+
+
+# ---- signup limit ----------------------------------------------------------------------------------
+
+
+def test_signups_per_address_are_limited_and_refused_ones_create_nothing(
+    api: Api, functions_server: Any
+) -> None:
+    from google.cloud.firestore import FieldFilter
+
     from shared.db import client
 
-    username = api.signup()[1]["username"]
-    for _ in range(5):
-        login(api, username, "wrong-password")
-    assert login(api, username, PASSWORD).status_code == 429
-    ref = client().collection("login_attempts").document(username)
-    aged = [f - dt.timedelta(minutes=15) for f in ref.get().get("failures")]
-    ref.update({"failures": aged})
-    assert login(api, username, PASSWORD).status_code == 200
+    limited = Api(functions_server(SIGNUP_RATE_PER_HOUR="20"))
+    address = f"203.0.113.{secrets.randbelow(256)}"
+    names = [f"s{secrets.token_hex(6)}" for _ in range(26)]
+
+    def signup(username: str, forwarded: str) -> requests.Response:
+        body = {"username": username, "password": PASSWORD}
+        return limited.call("POST", "/signup", json=body, headers={"X-Forwarded-For": forwarded})
+
+    in_one_window(3600, 60)
+    # Each with a different left-most entry, as a client may write: only Google's own hop counts.
+    answers = [signup(name, f"198.51.100.{i}, {address}") for i, name in enumerate(names[:25])]
+    assert [r.status_code for r in answers] == [201] * 20 + [429] * 5
+    for refused, username in zip(answers[20:], names[20:25], strict=True):
+        assert refused.json()["error"]["code"] == "signup_rate_limited"
+        assert abs(int(refused.headers["Retry-After"]) - seconds_left(3600)) <= 2
+        assert not client().collection("usernames").document(username).get().exists
+        users = client().collection("users").where(filter=FieldFilter("username", "==", username))
+        assert not list(users.stream())
+    assert signup(names[25], f"{address}, 198.51.100.1").status_code == 201  # another client
+
+
+def test_a_bogus_forwarded_header_falls_back_to_the_peer(api: Api) -> None:
+    response = api.call(
+        "POST",
+        "/signup",
+        json={"username": f"s{secrets.token_hex(6)}", "password": PASSWORD},
+        headers={"X-Forwarded-For": "not-an-address"},
+    )
+    assert response.status_code == 201, response.text
+
+
+@pytest.mark.parametrize(
+    ("forwarded", "key"),
+    [
+        (None, "192.0.2.9"),  # local: no front end, the socket's peer
+        ("203.0.113.5", "203.0.113.5"),
+        ("10.9.9.9, 203.0.113.5", "203.0.113.5"),  # the client's own entries are ignored
+        (" 10.9.9.9 ,203.0.113.5 ", "203.0.113.5"),
+        ("::ffff:203.0.113.5", "203.0.113.5"),
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:bbbb:cccc:dddd:eeee", "2001:db8:1:2::/64"),  # same /64, same key
+        ("not-an-address", "192.0.2.9"),
+        ("203.0.113.5, garbage", "192.0.2.9"),  # never the client-written entry to its left
+        ("", "192.0.2.9"),
+    ],
+)
+def test_client_address_trusts_only_the_right_most_hop(forwarded: str | None, key: str) -> None:
+    import flask
+    from werkzeug.test import EnvironBuilder
+
+    from shared.limits import client_address
+
+    headers = [] if forwarded is None else [("X-Forwarded-For", forwarded)]
+    environ = EnvironBuilder(headers=headers, environ_base={"REMOTE_ADDR": "192.0.2.9"}).get_environ()
+    assert client_address(flask.Request(environ)) == key
 
 
 # ---- submit rate limit -----------------------------------------------------------------------------
