@@ -6,9 +6,10 @@ A 2xx acknowledges the task. A 409 (another delivery holds the job) or 503
 
 import logging
 from functools import cache
+from typing import Annotated
 
 import flask
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from shared import jobs
 from shared.ai import OpenAIProvider
@@ -22,7 +23,9 @@ logger = logging.getLogger("aijobs.worker")
 class WorkerTask(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    job_id: str
+    # Bounded: it is echoed and logged. A well-formed id that names no job is acknowledged
+    # (200 "missing") so the queue stops retrying it.
+    job_id: Annotated[str, StringConstraints(max_length=64)]
 
 
 @cache

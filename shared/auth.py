@@ -24,7 +24,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared import credits, limits, usernames
-from shared.db import Snapshot, client, commit_optimistically, now, unchanged
+from shared.db import Batch, Snapshot, client, commit_optimistically, now, unchanged
 from shared.errors import Conflict, Forbidden, InvalidRequest, Unauthenticated
 from shared.settings import get_settings
 from shared.usernames import Username
@@ -135,10 +135,10 @@ def signup(credentials: UserCredentials) -> tuple[UserPublic, Token]:
     }
     name_ref = client().collection("usernames").document(credentials.username)
 
-    def decide(batch: Any) -> None:
+    def decide(batch: Batch) -> None:
         if name_ref.get().exists:
             raise Conflict("this username is taken", code="username_taken")
-        batch.create(name_ref, {"user_id": user_id})
+        batch.create(name_ref, batch.receipt(name_ref, {"user_id": user_id}))
         credits.stage_open_account(batch, user_id, profile, settings.signup_credits, created)
 
     commit_optimistically(decide)

@@ -98,7 +98,7 @@ def enqueue(job_id: str, generation: int = 0) -> None:
 def ping() -> None:
     """Reachability check for ``health``."""
     try:
-        _client().get_queue(name=queue_path(), timeout=3.0)
+        _client().get_queue(name=queue_path(), timeout=3.0, retry=None)
     except (gexc.GoogleAPIError, OSError) as exc:
         raise Unavailable(f"the queue is unavailable: {type(exc).__name__}") from exc
 

@@ -300,6 +300,19 @@ def test_a_resent_grant_is_a_success(
     assert books(user["id"])["balance"] == 15
 
 
+def test_a_resent_signup_is_a_success(
+    proxies: tuple[GrpcProxy, GrpcProxy], server: Callable[..., Stack]
+) -> None:
+    firestore, _ = proxies
+    lossy = Api(server(**through(firestore=firestore)).base_url)
+    lose_commit_reply(firestore, b"grant-signup")
+    username = "resent_" + os.urandom(4).hex()
+    created = lossy.call("POST", "/signup", json={"username": username, "password": "pass-word-123"})
+    assert firestore.pending() == 0
+    assert created.status_code == 201, created.text
+    assert books(created.json()["user"]["id"])["balance"] == 10
+
+
 # ---- 5. Firestore unreachable --------------------------------------------------------------------
 
 
