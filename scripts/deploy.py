@@ -223,11 +223,13 @@ class Stdin:
     def render(self) -> str:
         if self.env is not None:
             return f'printf %s "${self.env}"'
-        return "python3 -c 'import secrets; print(secrets.token_urlsafe(48), end=\"\")'"
+        return "python3 -c 'import secrets; print(secrets.token_hex(32), end=\"\")'"
 
     def read(self) -> bytes:
         if self.env is None:
-            return secrets.token_urlsafe(48).encode()
+            # Hex, not urlsafe: it can never spell a word the production settings refuse
+            # ("test", "dev", ...), which 1 in about 10,000 urlsafe keys does.
+            return secrets.token_hex(32).encode()
         value = os.environ.get(self.env)
         if not value:
             raise DeployError(f"${self.env} is empty")
