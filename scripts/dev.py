@@ -7,31 +7,66 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from scripts.stack import ROOT, Stack, StackError
 
+WORKER_SECRET_HEADER = "X-Aijobs-Worker-Secret"  # = shared.internal_auth.WORKER_SECRET_HEADER
+SWEEP_SECONDS = 60.0
+
 
 def _ports() -> dict[str, int]:
+    """``PORT`` moves the functions; the other parts have their own variables, so a second stack
+    can run beside a developer's (the tests do)."""
     emulators = json.loads((ROOT / "firebase.json").read_text())["emulators"]
     return {
         "functions": int(os.environ.get("PORT", emulators["functions"]["port"])),
-        "firestore": int(emulators["firestore"]["port"]),
-        "tasks": int(emulators["tasks"]["port"]),
+        "firestore": int(os.environ.get("FIRESTORE_PORT", emulators["firestore"]["port"])),
+        "tasks": int(os.environ.get("TASKS_PORT", emulators["tasks"]["port"])),
         "model": int(os.environ.get("MODEL_PORT", 8090)),
     }
 
 
+def run_dir(functions_port: int) -> Path:
+    """Where one dev stack keeps its lock, logs and secret: ``.run/`` on the default port (where
+    ``scripts/report`` looks), ``.run/port-<N>/`` on another, so stacks side by side share none."""
+    default = json.loads((ROOT / "firebase.json").read_text())["emulators"]["functions"]["port"]
+    return ROOT / ".run" if functions_port == int(default) else ROOT / ".run" / f"port-{functions_port}"
+
+
+def _sweep_every(base: str, secret: str, stop: threading.Event) -> None:
+    """Stand in for Cloud Scheduler's sweep job: POST /sweep_jobs as it would, now and every minute."""
+    while True:
+        request = urllib.request.Request(
+            f"{base}/sweep_jobs", data=b"", method="POST", headers={WORKER_SECRET_HEADER: secret}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=SWEEP_SECONDS) as response:
+                moved = json.load(response)
+            if any(moved.values()):
+                print(f"sweep_jobs: {moved}", flush=True)
+        except Exception as exc:  # whatever it was, the next minute tries again; the stack runs on
+            if not stop.is_set():
+                print(f"sweep_jobs failed: {exc}", file=sys.stderr, flush=True)
+        if stop.wait(SWEEP_SECONDS):
+            return
+
+
 def main() -> int:
-    (ROOT / ".run").mkdir(exist_ok=True)
-    lock = (ROOT / ".run" / "dev.lock").open("a+")
+    ports = _ports()
+    run = run_dir(ports["functions"])
+    run.mkdir(parents=True, exist_ok=True)
+    lock = (run / "dev.lock").open("a+")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         lock.seek(0)
-        print(f"scripts/dev is already running (pid {lock.read().strip() or '?'}); stop it first.")
+        pid = lock.read().strip() or "?"
+        print(f"scripts/dev is already running on port {ports['functions']} (pid {pid}); stop it first.")
         return 1
     lock.seek(0)
     lock.truncate()
@@ -40,12 +75,12 @@ def main() -> int:
 
     ai_base_url = os.environ.get("AI_BASE_URL") or None
     extra = {k: os.environ[k] for k in ("AI_API_KEY", "AI_MODEL", "AI_IMAGE_MODEL") if k in os.environ}
-    ports = _ports()
     stack = Stack(
         functions_port=ports["functions"],
         firestore_port=ports["firestore"],
         tasks_port=ports["tasks"],
         model_port=ports["model"],
+        log_dir=run / "logs",
         ai_base_url=ai_base_url,
         extra_env=extra,
     )
@@ -53,7 +88,8 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     # Explicit, because a shell starts background jobs with SIGINT ignored.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    secret_file = ROOT / ".run" / "internal-secret"
+    secret_file = run / "internal-secret"
+    stop_sweeping = threading.Event()
     try:
         print(
             "==> starting Firestore emulator, Cloud Tasks emulator"
@@ -67,7 +103,7 @@ def main() -> int:
         base = stack.base_url
         print(
             f"""
-aijobs is running (logs in .run/logs/):
+aijobs is running (logs in {(run / "logs").relative_to(ROOT)}/):
   functions        {base}/<function>   ({", ".join(_function_names())})
   Firestore        127.0.0.1:{stack.firestore_port}  (emulator, data from emulator-export/)
   Cloud Tasks      127.0.0.1:{stack.tasks_port}  (emulator, queue {stack.queue})
@@ -79,9 +115,12 @@ Try it:
   curl -s -X POST {base}/submit_job -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
        -d '{{"task_type": "summarize", "input_data": "Cloud Functions run code on demand."}}'
 
-Ctrl-C stops everything.""",
+sweep_jobs runs every {SWEEP_SECONDS:.0f} s, as Cloud Scheduler would run it. Ctrl-C stops everything.""",
             flush=True,
         )
+        sweeper = threading.Thread(target=_sweep_every, args=(base, stack.worker_secret, stop_sweeping))
+        sweeper.daemon = True  # a sweep in flight must not hold up the exit
+        sweeper.start()
         while True:
             for process in stack.processes:
                 if process.popen.poll() is not None:
@@ -94,6 +133,7 @@ Ctrl-C stops everything.""",
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
+        stop_sweeping.set()
         stack.stop()
         secret_file.unlink(missing_ok=True)
 

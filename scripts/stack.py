@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,19 @@ FIRESTORE_JAR = Path(
 MODEL_VENV = ROOT / ".venv-model"
 PROJECT = "demo-aijobs"
 DEV_JWT_SECRET = "dev-only-jwt-secret-not-for-production-use"  # = shared.settings.DEV_JWT_SECRET
+
+
+# What every child inherits: enough to run programs, find the locale, a temp dir and Java.
+# Nothing else leaks in: llama.cpp's server, for one, lets an inherited PORT or HOST beat --port.
+_BASE_ENV = {"PATH", "HOME", "LANG", "TMPDIR", "JAVA_HOME", "JAVA_TOOL_OPTIONS"}
+# The functions may call an AI endpoint beyond loopback: they also get the proxy and CA settings.
+_NETWORK_ENV = {"HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"}
+
+
+def inherited(names: Iterable[str] = ()) -> dict[str, str]:
+    """The base environment of a child, plus ``names`` where set, from this process's."""
+    wanted = _BASE_ENV | set(names)
+    return {name: value for name, value in os.environ.items() if name in wanted or name.startswith("LC_")}
 
 
 class StackError(RuntimeError):
@@ -139,7 +153,8 @@ class Stack:
             **self.extra_env,
         }
 
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Process:
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> Process:
+        """Start ``argv`` with exactly ``env`` as its environment (see ``inherited``)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_dir / f"{name}.log"
         with log.open("wb") as out:
@@ -149,7 +164,7 @@ class Stack:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 cwd=ROOT,
-                env={**os.environ, **(env or {})},
+                env=env,
                 start_new_session=True,
             )
         process = Process(name, popen, log)
@@ -202,7 +217,7 @@ class Stack:
         export = latest_export(self.import_dir) if self.import_dir else None
         if export is not None:
             argv += ["--import-data", str(export)]
-        self._wait(self._spawn("firestore", argv), self.firestore_port, 60)
+        self._wait(self._spawn("firestore", argv, inherited()), self.firestore_port, 60)
 
     def start_tasks(self) -> None:
         argv = [
@@ -212,7 +227,7 @@ class Stack:
             self.queue,
             str(self.tasks_max_retries),
         ]
-        self._wait(self._spawn("tasks", argv), self.tasks_port, 30)
+        self._wait(self._spawn("tasks", argv, inherited()), self.tasks_port, 30)
 
     def start_model(self) -> None:
         argv = [
@@ -232,7 +247,7 @@ class Stack:
             "--interrupt_requests",
             "False",
         ]
-        self._wait(self._spawn("model", argv), self.model_port, 120, "/v1/models")
+        self._wait(self._spawn("model", argv, inherited()), self.model_port, 120, "/v1/models")
 
     def start_functions(self, threads: int = 16) -> None:
         argv = [
@@ -254,7 +269,7 @@ class Stack:
             "--no-control-socket",
             "devserver:app",
         ]
-        env = {**self.env(), "PYTHONPATH": str(ROOT)}
+        env = {**inherited(_NETWORK_ENV), **self.env(), "PYTHONPATH": str(ROOT)}
         self._wait(self._spawn("functions", argv, env), self.functions_port, 60)
 
     def start(self) -> None:
