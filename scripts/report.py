@@ -11,23 +11,25 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from scripts.dev import run_dir  # noqa: E402
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--week", help="ISO week like 2026-W47 (default: the last complete week)")
     args = parser.parse_args()
-    secret_file = ROOT / ".run" / "internal-secret"
-    secret = os.environ.get("WORKER_SECRET") or (
-        secret_file.read_text().strip() if secret_file.exists() else ""
-    )
-    if not secret:
-        print("scripts/dev is not running (no .run/internal-secret): start it first", file=sys.stderr)
-        return 1
     port = int(
         os.environ.get("PORT")
         or json.loads((ROOT / "firebase.json").read_text())["emulators"]["functions"]["port"]
     )
+    secret_file = run_dir(port) / "internal-secret"
+    secret = os.environ.get("WORKER_SECRET") or (
+        secret_file.read_text().strip() if secret_file.exists() else ""
+    )
+    if not secret:
+        print(f"scripts/dev is not running (no {secret_file}): start it first", file=sys.stderr)
+        return 1
     body = json.dumps({"week": args.week} if args.week else {}).encode()
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/weekly_report",

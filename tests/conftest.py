@@ -60,8 +60,23 @@ def stack(fake_ai: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iter
     get_settings.cache_clear()
     try:
         yield local
+        drain()
+        audit_books()
     finally:
         local.stop()
+
+
+def audit_books() -> None:
+    """The books must reconcile after every test run: a discrepancy fails the run."""
+    from datetime import timedelta
+
+    from scripts.audit import audit
+    from shared.db import client, now
+
+    report = audit(client(), now=now(), grace=timedelta(seconds=30))
+    print(f"\n{report.summary()}")
+    if report.discrepancies:
+        pytest.fail("the books do not reconcile after the run:\n" + "\n".join(report.discrepancies))
 
 
 @pytest.fixture(autouse=True)
