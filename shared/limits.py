@@ -32,21 +32,22 @@ if TYPE_CHECKING:
     import flask
 
 
-@dataclass(frozen=True)
-class _Window:
-    index: int
-    end: datetime
+def _take(
+    collection: str, key: str, seconds: int, limit: int, keep: timedelta, refusal: str, code: str
+) -> tuple[firestore.DocumentReference, datetime]:
+    """Count one use of ``key`` in the current ``seconds``-long clock window; 429 past ``limit``.
 
-
-def _window(at: datetime, seconds: int) -> _Window:
+    Returns the counter and its update time right after this use; the document expires
+    ``keep`` after its window ends.
+    """
+    at = now()
     index = int(at.timestamp() // seconds)
-    return _Window(index, datetime.fromtimestamp((index + 1) * seconds, at.tzinfo))
-
-
-def _count(ref: firestore.DocumentReference, expires_at: datetime) -> tuple[int, datetime]:
-    """Add one to ``ref``'s count: the new count and the document's update time, from one write."""
-    result = ref.set({"count": firestore.Increment(1), "expires_at": expires_at}, merge=True)
-    return result.transform_results[0].integer_value, result.update_time
+    end = datetime.fromtimestamp((index + 1) * seconds, at.tzinfo)
+    ref = client().collection(collection).document(f"{key}-{index}")
+    result = ref.set({"count": firestore.Increment(1), "expires_at": end + keep}, merge=True)
+    if result.transform_results[0].integer_value > limit:
+        raise TooManyRequests(refusal, math.ceil((end - at).total_seconds()), code=code)
+    return ref, result.update_time
 
 
 @dataclass(frozen=True)
@@ -67,16 +68,15 @@ def take_login_slot(username: str) -> LoginSlot:
     can land in a short span across a window boundary, never more per window.
     """
     settings = get_settings()
-    at = now()
-    window = _window(at, settings.login_window_seconds)
-    ref = client().collection("login_attempts").document(f"{username}-{window.index}")
-    count, taken_at = _count(ref, window.end)
-    if count > settings.login_max_failures:
-        raise TooManyRequests(
-            "too many login attempts for this username; try again later",
-            math.ceil((window.end - at).total_seconds()),
-            code="too_many_login_attempts",
-        )
+    ref, taken_at = _take(
+        "login_attempts",
+        username,
+        settings.login_window_seconds,
+        settings.login_max_failures,
+        timedelta(0),
+        "too many login attempts for this username; try again later",
+        "too_many_login_attempts",
+    )
     return LoginSlot(ref, taken_at)
 
 
@@ -102,16 +102,8 @@ def take_submit_slot(user_id: str) -> None:
     One write and no read, so it never contends with the charge's preconditions.
     """
     limit = get_settings().submit_rate_per_minute
-    at = now()
-    window = _window(at, 60)
-    ref = client().collection("rate_windows").document(f"{user_id}-{window.index}")
-    count, _ = _count(ref, window.end + timedelta(hours=1))
-    if count > limit:
-        raise TooManyRequests(
-            f"more than {limit} jobs in a minute; slow down",
-            math.ceil((window.end - at).total_seconds()),
-            code="submit_rate_limited",
-        )
+    refusal = f"more than {limit} jobs in a minute; slow down"
+    _take("rate_windows", user_id, 60, limit, timedelta(hours=1), refusal, "submit_rate_limited")
 
 
 def take_signup_slot(address: str) -> None:
@@ -123,17 +115,9 @@ def take_signup_slot(address: str) -> None:
     tidiness, not anonymity).
     """
     limit = get_settings().signup_rate_per_hour
-    at = now()
-    window = _window(at, 3600)
     digest = hashlib.sha256(address.encode()).hexdigest()[:32]
-    ref = client().collection("rate_windows").document(f"signup-{digest}-{window.index}")
-    count, _ = _count(ref, window.end + timedelta(hours=1))
-    if count > limit:
-        raise TooManyRequests(
-            f"more than {limit} signups from this address in an hour; try again later",
-            math.ceil((window.end - at).total_seconds()),
-            code="signup_rate_limited",
-        )
+    refusal = f"more than {limit} signups from this address in an hour; try again later"
+    _take("rate_windows", f"signup-{digest}", 3600, limit, timedelta(hours=1), refusal, "signup_rate_limited")
 
 
 def client_address(request: flask.Request) -> str:

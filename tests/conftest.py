@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import requests
@@ -29,6 +31,7 @@ from scripts.stack import Process, Stack  # noqa: E402
 PASSWORD = "pass-word-123"
 AI_API_KEY = "sk-test-" + uuid.uuid4().hex
 TERMINAL = {"completed", "failed", "canceled"}
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="session")
@@ -207,26 +210,55 @@ def paused_queue(stack: Stack) -> Iterator[None]:
 
 
 @pytest.fixture
-def functions_server(stack: Stack, tmp_path: Path) -> Iterator[Any]:
-    """Start another functions server on the same emulators with some settings changed."""
+def functions_stack(stack: Stack, tmp_path: Path) -> Iterator[Callable[..., Stack]]:
+    """Start another functions server on the same emulators with some settings changed
+    (``FIRESTORE_EMULATOR_HOST``/``TASKS_EMULATOR_HOST`` may point it at a proxy)."""
     started: list[Stack] = []
 
-    def start(**env: str) -> str:
+    def start(**env: str) -> Stack:
         other = Stack(
             firestore_port=stack.firestore_port,
             tasks_port=stack.tasks_port,
             ai_base_url=stack.ai_base_url,
-            log_dir=tmp_path,
+            log_dir=tmp_path / f"functions-{len(started)}",
             worker_secret=stack.worker_secret,
             extra_env={**stack.extra_env, **env},
         )
         started.append(other)
-        other.start_functions(threads=4)
-        return other.base_url
+        other.start_functions(threads=8)
+        return other
 
     yield start
     for other in started:
         other.stop()
 
 
-__all__ = ["PASSWORD", "STACK_SECRET", "Api", "Process", "books", "drain", "footprint", "internal"]
+@pytest.fixture
+def functions_server(functions_stack: Callable[..., Stack]) -> Callable[..., str]:
+    """Like ``functions_stack``, answering the new server's base URL."""
+    return lambda **env: functions_stack(**env).base_url
+
+
+def at_once(n: int, attempt: Callable[[int], T]) -> list[T]:
+    """``attempt(i)`` for i in 0..n-1, from n threads released together."""
+    barrier = threading.Barrier(n)
+
+    def run(i: int) -> T:
+        barrier.wait()
+        return attempt(i)
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(run, range(n)))
+
+
+__all__ = [
+    "PASSWORD",
+    "STACK_SECRET",
+    "Api",
+    "Process",
+    "at_once",
+    "books",
+    "drain",
+    "footprint",
+    "internal",
+]

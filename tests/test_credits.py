@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
 
-import requests
-from conftest import Api, books, footprint
-
-
-def _race(n: int, call: Any) -> list[requests.Response]:
-    barrier = threading.Barrier(n)
-
-    def go(i: int) -> requests.Response:
-        barrier.wait()
-        return call(i)
-
-    with ThreadPoolExecutor(n) as pool:
-        return list(pool.map(go, range(n)))
+from conftest import Api, at_once, books, footprint
 
 
 def test_fifty_concurrent_submits_on_ten_credits(api: Api) -> None:
     token, user = api.signup()
-    responses = _race(50, lambda i: api.submit(token, input_data=f"job {i}"))
+    responses = at_once(50, lambda i: api.submit(token, input_data=f"job {i}"))
     statuses = sorted(r.status_code for r in responses)
     assert statuses.count(202) == 10 and statuses.count(402) == 40, statuses
     for response in responses:
@@ -72,7 +57,7 @@ def test_idempotent_repeat_returns_the_first_job(api: Api) -> None:
 
 def test_idempotency_key_race_charges_once(api: Api) -> None:
     token, user = api.signup()
-    responses = _race(12, lambda _: api.submit(token, headers={"Idempotency-Key": "racing-key"}))
+    responses = at_once(12, lambda _: api.submit(token, headers={"Idempotency-Key": "racing-key"}))
     assert {r.status_code for r in responses} == {202}, [r.text for r in responses]
     assert len({r.json()["job_id"] for r in responses}) == 1
     state = books(user["id"])

@@ -12,7 +12,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -35,29 +34,6 @@ def proxies(stack: Stack) -> Iterator[tuple[GrpcProxy, GrpcProxy]]:
         GrpcProxy(f"127.0.0.1:{stack.tasks_port}") as tasks,
     ):
         yield firestore, tasks
-
-
-@pytest.fixture
-def server(stack: Stack, tmp_path: Path) -> Iterator[Callable[..., Stack]]:
-    """Start a functions server on the test emulators (or on proxies) with settings changed."""
-    started: list[Stack] = []
-
-    def start(**env: str) -> Stack:
-        other = Stack(
-            firestore_port=stack.firestore_port,
-            tasks_port=stack.tasks_port,
-            ai_base_url=stack.ai_base_url,
-            log_dir=tmp_path / str(len(started)),
-            worker_secret=stack.worker_secret,
-            extra_env={**stack.extra_env, **env},
-        )
-        started.append(other)
-        other.start_functions(threads=8)
-        return other
-
-    yield start
-    for other in started:
-        other.stop()
 
 
 def through(firestore: GrpcProxy | None = None, tasks: GrpcProxy | None = None) -> dict[str, str]:
@@ -91,12 +67,12 @@ def kill_hard(other: Stack) -> None:
 def test_a_lost_queue_reply_is_accepted_and_runs_once(
     api: Api,
     proxies: tuple[GrpcProxy, GrpcProxy],
-    server: Callable[..., Stack],
+    functions_stack: Callable[..., Stack],
     fake_ai: FakeOpenAI,
     code: grpc.StatusCode,
 ) -> None:
     _, tasks = proxies
-    lossy = Api(server(**through(tasks=tasks)).base_url)
+    lossy = Api(functions_stack(**through(tasks=tasks)).base_url)
     token, user = api.signup()
     tasks.fail_next("CreateTask", "lose_reply", code=code)
     text = f"lost reply {code.name}"
@@ -111,10 +87,10 @@ def test_a_lost_queue_reply_is_accepted_and_runs_once(
 
 
 def test_a_queue_refusal_is_not_charged_and_nothing_runs(
-    api: Api, proxies: tuple[GrpcProxy, GrpcProxy], server: Callable[..., Stack], fake_ai: FakeOpenAI
+    api: Api, proxies: tuple[GrpcProxy, GrpcProxy], functions_stack: Callable[..., Stack], fake_ai: FakeOpenAI
 ) -> None:
     _, tasks = proxies
-    refusing = Api(server(**through(tasks=tasks)).base_url)
+    refusing = Api(functions_stack(**through(tasks=tasks)).base_url)
     token, user = api.signup()
     tasks.fail_next("CreateTask", "refuse", code=grpc.StatusCode.PERMISSION_DENIED)
     response = refusing.submit(token, input_data="refused task", headers={"Idempotency-Key": "k-refused"})
@@ -132,11 +108,11 @@ def test_a_queue_refusal_is_not_charged_and_nothing_runs(
 
 
 def crash_after_charge(
-    api: Api, server: Callable[..., Stack], tasks: GrpcProxy, token: str, text: str, key: str | None
+    api: Api, functions_stack: Callable[..., Stack], tasks: GrpcProxy, token: str, text: str, key: str | None
 ) -> str:
     """Submit through a server that dies (kill -9) while its CreateTask is on the wire; the
     task never reaches the queue. Returns the charged job's id."""
-    doomed = server(**through(tasks=tasks))
+    doomed = functions_stack(**through(tasks=tasks))
     tasks.fail_next("CreateTask", "hold")
     headers = {"Idempotency-Key": key} if key else {}
     box: dict[str, Any] = {}
@@ -165,12 +141,12 @@ def crash_after_charge(
 
 
 def test_a_crash_before_the_enqueue_is_sent_at_once_when_the_client_retries_its_key(
-    api: Api, proxies: tuple[GrpcProxy, GrpcProxy], server: Callable[..., Stack], fake_ai: FakeOpenAI
+    api: Api, proxies: tuple[GrpcProxy, GrpcProxy], functions_stack: Callable[..., Stack], fake_ai: FakeOpenAI
 ) -> None:
     _, tasks = proxies
     token, user = api.signup()
     text = "crash then retry with key"
-    job_id = crash_after_charge(api, server, tasks, token, text, "crash-key")
+    job_id = crash_after_charge(api, functions_stack, tasks, token, text, "crash-key")
     retried = api.submit(token, input_data=text, headers={"Idempotency-Key": "crash-key"})
     assert retried.status_code == 202 and retried.headers.get("Idempotent-Replayed") == "true"
     assert retried.json()["job_id"] == job_id
@@ -187,17 +163,17 @@ def test_a_crash_before_the_enqueue_is_sent_by_the_sweeper_without_client_action
     api: Api,
     stack: Stack,
     proxies: tuple[GrpcProxy, GrpcProxy],
-    server: Callable[..., Stack],
+    functions_stack: Callable[..., Stack],
     fake_ai: FakeOpenAI,
 ) -> None:
     _, tasks = proxies
     token, user = api.signup()
     text = "crash then the outbox"
-    job_id = crash_after_charge(api, server, tasks, token, text, None)
+    job_id = crash_after_charge(api, functions_stack, tasks, token, text, None)
     # The scheduler calls the sweeper every minute; it sends jobs unclaimed for OUTBOX_DELAY_SECONDS.
     early = internal(stack, "sweep_jobs")
     assert early.status_code == 200 and early.json()["enqueued"] == 0  # too young: may still be on its way
-    sweeper = server(OUTBOX_DELAY_SECONDS="1")
+    sweeper = functions_stack(OUTBOX_DELAY_SECONDS="1")
     time.sleep(1.1)
     swept = requests.post(
         f"{sweeper.base_url}/sweep_jobs", headers={"X-Aijobs-Worker-Secret": stack.worker_secret}, timeout=30
@@ -218,10 +194,10 @@ def lose_commit_reply(firestore: GrpcProxy, marker: bytes) -> None:
 
 
 def test_a_resent_submit_commit_is_a_success(
-    api: Api, proxies: tuple[GrpcProxy, GrpcProxy], server: Callable[..., Stack], fake_ai: FakeOpenAI
+    api: Api, proxies: tuple[GrpcProxy, GrpcProxy], functions_stack: Callable[..., Stack], fake_ai: FakeOpenAI
 ) -> None:
     firestore, _ = proxies
-    lossy = Api(server(**through(firestore=firestore)).base_url)
+    lossy = Api(functions_stack(**through(firestore=firestore)).base_url)
     token, user = api.signup()
     lose_commit_reply(firestore, b"charge-")
     response = lossy.submit(token, input_data="resent charge", headers={"Idempotency-Key": "resent"})
@@ -241,14 +217,14 @@ def test_resent_worker_commits_are_successes(
     api: Api,
     stack: Stack,
     proxies: tuple[GrpcProxy, GrpcProxy],
-    server: Callable[..., Stack],
+    functions_stack: Callable[..., Stack],
     fake_ai: FakeOpenAI,
     paused_queue: None,
     marker: bytes,
     outcome: str,
 ) -> None:
     firestore, _ = proxies
-    lossy = server(**through(firestore=firestore))
+    lossy = functions_stack(**through(firestore=firestore))
     token, user = api.signup()
     text = f"resent {outcome}"
     job_id = api.submit(token, input_data=text).json()["job_id"]
@@ -268,10 +244,10 @@ def test_resent_worker_commits_are_successes(
 
 
 def test_a_resent_cancel_is_a_success_and_refunds_once(
-    api: Api, proxies: tuple[GrpcProxy, GrpcProxy], server: Callable[..., Stack], paused_queue: None
+    api: Api, proxies: tuple[GrpcProxy, GrpcProxy], functions_stack: Callable[..., Stack], paused_queue: None
 ) -> None:
     firestore, _ = proxies
-    lossy = Api(server(**through(firestore=firestore)).base_url)
+    lossy = Api(functions_stack(**through(firestore=firestore)).base_url)
     token, user = api.signup()
     job_id = api.submit(token).json()["job_id"]
     lose_commit_reply(firestore, b"refund-")
@@ -282,12 +258,12 @@ def test_a_resent_cancel_is_a_success_and_refunds_once(
 
 
 def test_a_resent_grant_is_a_success(
-    api: Api, proxies: tuple[GrpcProxy, GrpcProxy], server: Callable[..., Stack]
+    api: Api, proxies: tuple[GrpcProxy, GrpcProxy], functions_stack: Callable[..., Stack]
 ) -> None:
     from shared import auth
 
     firestore, _ = proxies
-    lossy = Api(server(**through(firestore=firestore)).base_url)
+    lossy = Api(functions_stack(**through(firestore=firestore)).base_url)
     admin_token, admin = api.signup()
     auth.set_role(admin["username"], "admin")
     _, user = api.signup()
@@ -301,10 +277,10 @@ def test_a_resent_grant_is_a_success(
 
 
 def test_a_resent_signup_is_a_success(
-    proxies: tuple[GrpcProxy, GrpcProxy], server: Callable[..., Stack]
+    proxies: tuple[GrpcProxy, GrpcProxy], functions_stack: Callable[..., Stack]
 ) -> None:
     firestore, _ = proxies
-    lossy = Api(server(**through(firestore=firestore)).base_url)
+    lossy = Api(functions_stack(**through(firestore=firestore)).base_url)
     lose_commit_reply(firestore, b"grant-signup")
     username = "resent_" + os.urandom(4).hex()
     created = lossy.call("POST", "/signup", json={"username": username, "password": "pass-word-123"})
@@ -318,10 +294,14 @@ def test_a_resent_signup_is_a_success(
 
 @pytest.mark.parametrize("mode", ["refusing", "blackhole"])
 def test_every_function_answers_503_within_10_s_when_firestore_is_down(
-    api: Api, stack: Stack, proxies: tuple[GrpcProxy, GrpcProxy], server: Callable[..., Stack], mode: str
+    api: Api,
+    stack: Stack,
+    proxies: tuple[GrpcProxy, GrpcProxy],
+    functions_stack: Callable[..., Stack],
+    mode: str,
 ) -> None:
     firestore, _ = proxies
-    down = server(**through(firestore=firestore), CATALOG_CACHE_SECONDS="0")
+    down = functions_stack(**through(firestore=firestore), CATALOG_CACHE_SECONDS="0")
     token, _ = api.signup()
     setattr(firestore, "all_down" if mode == "refusing" else "blackhole", True)
     calls: list[tuple[str, str, dict[str, Any]]] = [

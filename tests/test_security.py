@@ -7,15 +7,14 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jwt
 import pytest
 import requests
-from conftest import AI_API_KEY, PASSWORD, Api, books, footprint
+from conftest import AI_API_KEY, PASSWORD, Api, at_once, books, footprint
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -43,18 +42,6 @@ def in_one_window(window: int, need: float) -> None:
     """Wait for the next clock window unless ``need`` seconds are left in this one."""
     if seconds_left(window) < need:
         time.sleep(seconds_left(window) + 0.1)
-
-
-def at_once(n: int, attempt: Callable[[int], requests.Response]) -> list[requests.Response]:
-    """``attempt(i)`` for i in 0..n-1, from n threads released together."""
-    barrier = threading.Barrier(n)
-
-    def run(i: int) -> requests.Response:
-        barrier.wait()
-        return attempt(i)
-
-    with ThreadPoolExecutor(n) as pool:
-        return list(pool.map(run, range(n)))
 
 
 def assert_locked(response: requests.Response, window: int) -> None:
