@@ -177,7 +177,10 @@ def _stream(
     # The client's own query call (its channel, credentials and headers) read as raw protobuf:
     # building DocumentSnapshots costs 2.5 times the Python time per document (measured).
     found = []
-    for response in db._firestore_api.run_query(request=request, metadata=db._rpc_metadata):
+    # An explicit timeout: the whole collection streams in one call, far past the service's
+    # default bound on a Firestore call (shared.db), and past the library's own 300 s at scale.
+    responses = db._firestore_api.run_query(request=request, metadata=db._rpc_metadata, timeout=3600)
+    for response in responses:
         raw = RunQueryResponse.pb(response)
         if raw.HasField("document"):
             path = raw.document.name[len(root) + 1 :].split("/")

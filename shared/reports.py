@@ -30,6 +30,9 @@ from shared.settings import get_settings
 
 STATUSES = ("submitted", "completed", "failed", "canceled")
 BASELINE_WEEKS = 4
+# The report reads one document per active user: a stream far longer than the default bound
+# on a Firestore call (``shared.db``). The function itself has 540 s.
+_READ_SECONDS = 300.0
 _WEEK = re.compile(r"([0-9]{4})-W([0-9]{2})")  # ASCII: \d would take "٢٠٢٦-W٤٧"
 # Far enough from date's limits that every shift (the baselines, the week's end) stays in range.
 FIRST_YEAR, LAST_YEAR = 2000, 9998
@@ -101,7 +104,7 @@ def _percentile(histogram: Counter[str], q: float) -> float | None:
 
 def _aggregate(query: Any) -> int:
     """The single value of a one-aggregation query (count or sum), run on the server."""
-    results: Any = query.get()
+    results: Any = query.get(timeout=_READ_SECONDS)
     return int(results[0][0].value or 0)
 
 
@@ -119,7 +122,7 @@ def _service_baseline(week: str) -> list[int]:
 
 def _user_baselines(week: str, user_ids: list[str]) -> dict[str, list[int]]:
     refs = [usage.week_ref(u, shift(week, -b)) for u in user_ids for b in range(1, BASELINE_WEEKS + 1)]
-    found = {s.reference.path: s for s in client().get_all(refs)} if refs else {}
+    found = {s.reference.path: s for s in client().get_all(refs, timeout=_READ_SECONDS)} if refs else {}
     history: dict[str, list[int]] = {u: [] for u in user_ids}
     for ref in refs:
         snapshot = found.get(ref.path)
@@ -165,7 +168,8 @@ def _anomaly(
 
 def _usernames(user_ids: list[str]) -> dict[str, str]:
     refs = [client().collection("users").document(u) for u in user_ids]
-    return {s.id: s.get("username") for s in client().get_all(refs, field_paths=["username"]) if s.exists}
+    found = client().get_all(refs, field_paths=["username"], timeout=_READ_SECONDS)
+    return {s.id: s.get("username") for s in found if s.exists}
 
 
 def build(week: str) -> dict[str, Any]:
@@ -177,7 +181,7 @@ def build(week: str) -> dict[str, Any]:
         for d in client()
         .collection_group("usage_weeks")
         .where(filter=firestore.FieldFilter("week", "==", week))
-        .stream()
+        .stream(timeout=_READ_SECONDS)
     ]
 
     by_type: dict[str, Counter[str]] = {}
