@@ -41,11 +41,12 @@ from google.cloud.firestore_v1.types import RunQueryRequest, RunQueryResponse, S
 from pydantic import model_validator
 
 from scripts.stack import PROJECT, ROOT, Stack
+from shared.credits.wallet import split
 from shared.settings import Settings, get_settings
 from shared.usage import day_of, latency_bucket, week_of
 
 GRACE = timedelta(minutes=5)
-"""Default slack on the stuck-job checks: the sweeper that un-sticks them runs every 5 minutes."""
+"""Default slack on the stuck-job checks: the sweeper that un-sticks them runs every minute."""
 
 FINAL = ("completed", "failed", "canceled")
 REFUNDED = ("failed", "canceled")
@@ -117,7 +118,9 @@ class Report:
 @dataclass
 class _Books:
     users: dict[str, Any] = field(default_factory=dict)
-    """User id -> its ``credits`` field as stored (``None`` when missing)."""
+    """User ids of the user documents."""
+    shards: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """User id -> its wallet: shard id -> the shard's ``credits`` as stored."""
     jobs: dict[str, Job] = field(default_factory=dict)
     ledger: dict[tuple[str, str], Entry] = field(default_factory=dict)
     counters: dict[CounterKey, dict[str, Any]] = field(default_factory=dict)
@@ -201,7 +204,8 @@ def _value(value: Any) -> Any:
 
 def _read(db: firestore.Client, read_time: datetime) -> tuple[_Books, Report]:
     queries = {
-        "users": (["credits"], False),
+        "users": (["created_at"], False),
+        "wallet": (["credits"], True),
         "jobs": (_JOB_FIELDS, False),
         "ledger": (_ENTRY_FIELDS, True),
         "usage_weeks": (_WEEK_FIELDS, True),
@@ -217,7 +221,10 @@ def _read(db: firestore.Client, read_time: datetime) -> tuple[_Books, Report]:
         }
         found = {name: future.result() for name, future in futures.items()}
     books = _Books()
-    books.users = {path[-1]: data.get("credits") for path, data in found["users"]}
+    books.users = {path[-1]: None for path, _ in found["users"]}
+    for path, data in found["wallet"]:
+        if len(path) == 4 and path[0] == "users":
+            books.shards.setdefault(path[1], {})[path[3]] = data.get("credits")
     for path, data in found["jobs"]:
         job = _job(path[-1], data)
         if isinstance(job, str):
@@ -273,15 +280,22 @@ def _balances(books: _Books) -> Iterator[str]:
     sums: Counter[str] = Counter()
     for entry in books.ledger.values():
         sums[entry.user_id] += entry.amount
-    for user_id, credits in books.users.items():
+    for user_id in books.users:
+        wallet = books.shards.get(user_id, {})
+        if not wallet:
+            yield f"user {user_id}: no wallet shards"
+        for shard, value in sorted(wallet.items()):
+            if not isinstance(value, int) or value < 0:
+                yield f"user {user_id}: wallet shard {shard} holds {value!r}, not a count of credits"
+        credits = sum(v for v in wallet.values() if isinstance(v, int))
         if credits != sums[user_id]:
             yield f"user {user_id}: credits {credits}, but the ledger sums to {sums[user_id]}"
-        if isinstance(credits, int) and credits < 0:
-            yield f"user {user_id}: credits {credits} is negative"
         if (user_id, "grant-signup") not in books.ledger:
             yield f"user {user_id}: no signup grant (ledger/grant-signup)"
     for user_id in sorted(sums.keys() - books.users.keys()):
         yield f"user {user_id}: ledger entries but no user document"
+    for user_id in sorted(books.shards.keys() - books.users.keys()):
+        yield f"user {user_id}: wallet shards but no user document"
 
 
 def _charges(books: _Books) -> Iterator[str]:
@@ -520,7 +534,10 @@ def synthesize(
             mine.append(grant[0])
             docs += grant[1]
         balance = sum(entry.amount for entry in mine)
-        docs.append((f"users/{user_id}", _user_doc(f"synthetic-{n}", opened, balance)))
+        docs.append((f"users/{user_id}", _user_doc(f"synthetic-{n}", opened)))
+        docs += [
+            (f"users/{user_id}/wallet/{k}", {"credits": part}) for k, part in enumerate(split(balance, 4))
+        ]
         entries += mine
     for entry in entries:
         docs.append((f"users/{entry.user_id}/ledger/{entry.id}", _entry_doc(entry)))
@@ -564,14 +581,8 @@ def _entry_doc(entry: Entry) -> dict[str, Any]:
     }
 
 
-def _user_doc(username: str, opened: datetime, credits: int) -> dict[str, Any]:
-    return {
-        "username": username,
-        "password_hash": "x",
-        "role": "user",
-        "created_at": opened,
-        "credits": credits,
-    }
+def _user_doc(username: str, opened: datetime) -> dict[str, Any]:
+    return {"username": username, "password_hash": "x", "role": "user", "created_at": opened}
 
 
 def _grant(

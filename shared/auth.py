@@ -2,7 +2,7 @@
 
 Documents:
 - ``users/{user_id}``: ``{username, password_hash, role, created_at}`` (the
-  balance fields belong to ``shared.credits``).
+  balance is its wallet, ``users/{user_id}/wallet/*``, owned by ``shared.credits``).
 - ``usernames/{username}``: ``{user_id}``; created with the user in one batch,
   so a lower-cased username is taken at most once, even by racing signups.
 
@@ -173,16 +173,16 @@ def login(credentials: UserCredentials) -> Token:
 
 def get_user(user_id: str) -> UserPublic:
     """The account behind a token; a deleted account's token is no longer valid."""
-    snapshot = _users().document(user_id).get(field_paths=["username", "credits", "created_at"])
+    snapshot = _users().document(user_id).get(field_paths=["username", "created_at"])
     if not snapshot.exists:
         raise Unauthenticated("the account no longer exists", code="invalid_token")
-    return UserPublic(id=snapshot.id, **snapshot.to_dict())
+    return UserPublic(id=snapshot.id, credits=credits.balance(user_id), **snapshot.to_dict())
 
 
 # -- admin ---------------------------------------------------------------------------------------
 # The role lives on the user document (``role: user|admin``) and is read on every admin call,
 # not put in the token: revoking an admin takes effect at once, not when a token expires.
-_ADMIN_FIELDS = ["username", "role", "credits", "created_at"]
+_ADMIN_FIELDS = ["username", "role", "created_at"]
 
 
 def require_admin(user_id: str) -> None:
@@ -213,7 +213,7 @@ def _admin_view(snapshot: Snapshot) -> UserAdmin:
         id=snapshot.id,
         username=data["username"],
         role=data.get("role", "user"),
-        credits=data["credits"],
+        credits=credits.balance(snapshot.id),
         created_at=data["created_at"],
     )
 

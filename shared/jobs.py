@@ -65,7 +65,6 @@ from shared.errors import (
     PayloadTooLarge,
     PermanentProviderError,
     RetryableProviderError,
-    Unauthenticated,
     Unavailable,
 )
 from shared.settings import get_settings
@@ -174,10 +173,9 @@ def submit(user_id: str, job: JobCreate, idempotency_key: str | None, enqueue: E
     body = job.model_dump(mode="json")
     request_hash = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
     idem_ref = _idempotency_ref(user_id, idempotency_key) if idempotency_key is not None else None
-    user_ref = client().collection("users").document(user_id)
     job_ref = _jobs().document(uuid.uuid4().hex)
 
-    def replay(seen: Snapshot, credits_now: int) -> JobAccepted:
+    def replay(seen: Snapshot) -> JobAccepted:
         if seen.get("request_hash") != request_hash:
             raise Conflict(
                 "this Idempotency-Key was used with a different request", code="idempotency_key_reused"
@@ -192,7 +190,7 @@ def submit(user_id: str, job: JobCreate, idempotency_key: str | None, enqueue: E
             job_id=first.id,
             status=first.get("status"),
             cost=first.get("cost"),
-            credits=credits_now,
+            credits=credits.balance(user_id),
             replayed=True,
         )
 
@@ -200,20 +198,15 @@ def submit(user_id: str, job: JobCreate, idempotency_key: str | None, enqueue: E
         # Before the rate limit: a replay changes nothing, so it costs no submit slot.
         seen = idem_ref.get()
         if seen.exists and seen.get("expires_at") > now():
-            return replay(seen, _balance(user_ref))
+            return replay(seen)
     limits.take_submit_slot(user_id)
 
-    def decide(batch: Batch) -> JobAccepted:
+    def decide(batch: Batch) -> JobAccepted | None:
         at = now()
-        refs = [user_ref] if idem_ref is None else [user_ref, idem_ref]
-        snapshots = {s.reference.path: s for s in client().get_all(refs)}
-        user = snapshots[user_ref.path]
-        if not user.exists:
-            raise Unauthenticated("the account no longer exists", code="invalid_token")
         if idem_ref is not None:
-            seen = snapshots[idem_ref.path]
+            seen = idem_ref.get()
             if seen.exists and seen.get("expires_at") > at:
-                return replay(seen, user.get("credits"))
+                return replay(seen)
             record = {
                 "user_id": user_id,
                 "job_id": job_ref.id,
@@ -221,7 +214,7 @@ def submit(user_id: str, job: JobCreate, idempotency_key: str | None, enqueue: E
                 "expires_at": at + IDEMPOTENCY_TTL,
             }
             put(batch, seen, record)
-        balance = credits.stage_charge(batch, user, cost, job_ref.id, at)
+        credits.stage_charge(batch, user_id, cost, job_ref.id, at)
         usage.stage_submitted(batch, user_id, job.task_type, cost, at)
         document = {
             **body,
@@ -238,12 +231,13 @@ def submit(user_id: str, job: JobCreate, idempotency_key: str | None, enqueue: E
             "expires_at": at + timedelta(days=settings.job_retention_days),
         }
         batch.create(job_ref, batch.receipt(job_ref, document))
-        return JobAccepted(job_id=job_ref.id, status="queued", cost=cost, credits=balance)
+        return None  # charged: the answer is made once the task is on its way
 
-    accepted = commit_optimistically(decide)
-    logs.bind(job_id=accepted.job_id)
-    if accepted.replayed:
-        return accepted
+    replayed = commit_optimistically(decide)
+    if replayed is not None:
+        logs.bind(job_id=replayed.job_id)
+        return replayed
+    logs.bind(job_id=job_ref.id)
     try:
         enqueue(job_ref.id, 0)
     except NotQueued:
@@ -253,14 +247,9 @@ def submit(user_id: str, job: JobCreate, idempotency_key: str | None, enqueue: E
         # Someone else moved it first (a cancel): it was charged and refunded like any job.
     except Unavailable:
         logger.warning("job %s: the queue did not confirm its task; the outbox will send it", job_ref.id)
-    return accepted
-
-
-def _balance(user_ref: firestore.DocumentReference) -> int:
-    user = user_ref.get(field_paths=["credits"])
-    if not user.exists:
-        raise Unauthenticated("the account no longer exists", code="invalid_token")
-    return int(user.get("credits"))
+    # The balance as of this answer (one aggregation read): with other movements of the
+    # account racing, it may already include them.
+    return JobAccepted(job_id=job_ref.id, status="queued", cost=cost, credits=credits.balance(user_id))
 
 
 def _owned(user_id: str, job_id: str) -> Snapshot:

@@ -164,6 +164,9 @@ class Settings(BaseSettings):
     submit_rate_per_minute: int = Field(120, ge=1)
     """Jobs one user may submit per clock minute; more get 429, uncharged."""
 
+    wallet_shards: int = Field(16, ge=1, le=256)
+    """Shard documents a new account's balance is spread over; may be raised or lowered later."""
+
     signup_rate_per_hour: int = Field(20, ge=1)
     """Signups one client address may make per clock hour; more get 429."""
 

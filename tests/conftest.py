@@ -183,7 +183,11 @@ def books(user_id: str) -> dict[str, Any]:
         d.id
         for d in db.collection("idempotency").where(filter=FieldFilter("user_id", "==", user_id)).stream()
     ]
-    balance = user.get("credits") if user.exists else None
+    shards = [
+        d.get("credits") for d in db.collection("users").document(user_id).collection("wallet").stream()
+    ]
+    assert all(c >= 0 for c in shards), f"a wallet shard is negative: {shards}"
+    balance = sum(shards) if user.exists else None
     assert balance is None or balance == sum(e["amount"] for e in ledger.values()), (
         "ledger and balance disagree"
     )

@@ -106,21 +106,38 @@ def other_user(client: firestore.Client, user_id: str) -> str:
     return next(d.id for d in client.collection("users").stream() if d.id != user_id)
 
 
+def shard(client: firestore.Client, user_id: str) -> Any:
+    """A wallet shard of the user that holds credits."""
+    return next(
+        d.reference for d in user(client, user_id).collection("wallet").stream() if d.get("credits") > 0
+    )
+
+
+def balance(client: firestore.Client, user_id: str) -> int:
+    return sum(d.get("credits") for d in user(client, user_id).collection("wallet").stream())
+
+
 def spend(client: firestore.Client, user_id: str, credits: int) -> None:
     """Move the balance with the ledger, so only the damage under test is left to report."""
-    user(client, user_id).update({"credits": firestore.Increment(-credits)})
+    if credits < 0:  # credits back: any shard will hold them
+        user(client, user_id).collection("wallet").document("0").update(
+            {"credits": firestore.Increment(-credits)}
+        )
+    for _ in range(credits):
+        shard(client, user_id).update({"credits": firestore.Increment(-1)})
 
 
 def test_balance_off_its_ledger(db: firestore.Client) -> None:
     user_id = job(db, "completed")[1]["user_id"]
-    credits = user(db, user_id).get().get("credits")
-    user(db, user_id).update({"credits": credits + 3})
+    credits = balance(db, user_id)
+    shard(db, user_id).update({"credits": firestore.Increment(3)})
     assert found(db) == [f"user {user_id}: credits {credits + 3}, but the ledger sums to {credits}"]
 
 
 def test_negative_balance(db: firestore.Client) -> None:
     # An old adjustment (its week is past the horizon), so nothing but the sign is wrong.
-    user(db, "broke").set({"username": "broke", "credits": -1})
+    user(db, "broke").set({"username": "broke"})
+    user(db, "broke").collection("wallet").document("0").set({"credits": -1})
     entry = {
         "type": "adjustment",
         "amount": -1,
@@ -128,7 +145,7 @@ def test_negative_balance(db: firestore.Client) -> None:
         "created_at": datetime(2020, 1, 6, tzinfo=UTC),
     }
     user(db, "broke").collection("ledger").document("grant-signup").set(entry)
-    assert found(db) == ["user broke: credits -1 is negative"]
+    assert found(db) == ["user broke: wallet shard 0 holds -1, not a count of credits"]
 
 
 def test_job_not_charged(db: firestore.Client) -> None:
@@ -314,7 +331,7 @@ def test_cli_exit_status_and_output(db: firestore.Client, throwaway: Stack) -> N
     assert summary.startswith("audit: 3 users, ") and " checked: 0 discrepancies (" in summary
 
     user_id = job(db, "completed")[1]["user_id"]
-    user(db, user_id).update({"credits": firestore.Increment(1)})
+    shard(db, user_id).update({"credits": firestore.Increment(1)})
     env = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "FIRESTORE_EMULATOR_HOST": host}
     damaged = run_cli(env=env)  # no flag: the emulator FIRESTORE_EMULATOR_HOST names
     assert damaged.returncode == 1, damaged.stdout + damaged.stderr

@@ -21,7 +21,9 @@ def test_fifty_concurrent_submits_on_ten_credits(api: Api) -> None:
     assert sorted(e["type"] for e in state["ledger"].values()) == ["charge"] * 10 + ["grant"]
     accepted = {r.json()["job_id"] for r in responses if r.status_code == 202}
     assert accepted == set(state["jobs"])
-    assert sorted(r.json()["credits"] for r in responses if r.status_code == 202) == list(range(10))
+    # Each answer shows the balance as of its answer: after its own charge, and after any
+    # other charge that had committed by then.
+    assert all(0 <= r.json()["credits"] <= 9 for r in responses if r.status_code == 202)
 
 
 def test_402_leaves_nothing_behind(api: Api) -> None:

@@ -101,8 +101,9 @@ def test_bundle_layout(bundles: dict[str, Path]) -> None:
     for name, path in bundles.items():
         assert (path / "main.py").read_text() == (ROOT / "functions" / f"{name}.py").read_text()
         assert (path / "requirements.txt").read_text() == (ROOT / "requirements.txt").read_text()
-        shared = {p.name for p in (path / "shared").iterdir()}
-        assert shared == {p.name for p in (ROOT / "shared").glob("*.py")}, "shared/ copied whole, no caches"
+        shared = {str(p.relative_to(path / "shared")) for p in (path / "shared").rglob("*") if p.is_file()}
+        source = {str(p.relative_to(ROOT / "shared")) for p in (ROOT / "shared").rglob("*.py")}
+        assert shared == source, "shared/ copied whole, packages included, no caches"
 
 
 def test_every_entry_point_imports_from_its_bundle_alone(

@@ -1,0 +1,113 @@
+"""Admin grants and adjustments, at most once per ``grant_id``.
+
+Document ``grants/{sha256(grant_id)}``: the grant's request and first result, so a repeat
+of its ``grant_id`` answers that result and moves nothing. ``grant`` creates the record
+(exists=False) in the same batch as the wallet change and the ledger entry, so of racing
+repeats exactly one commits; each loser decides again, finds the record and returns its
+stored result. A negative grant (an ``adjustment``) is refused (409 ``balance_too_low``)
+rather than taking the balance below zero.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, field_validator
+
+from shared import usage, usernames
+from shared.credits import ledger, wallet
+from shared.db import Batch, Snapshot, client, commit_optimistically, now
+from shared.errors import Conflict
+from shared.usernames import Username
+
+MAX_GRANT = 1_000_000
+"""The largest credit change one admin grant may make, either way."""
+
+
+class GrantCreate(BaseModel):
+    """Body of ``POST /admin/credits``: a positive ``amount`` grants, a negative one adjusts down."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    username: Username
+    # Strict: "5", 5.0 and true are refused, not coerced; money amounts are exact integers.
+    amount: Annotated[StrictInt, Field(ge=-MAX_GRANT, le=MAX_GRANT)]
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    grant_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,128}$")]
+
+    @field_validator("amount")
+    @classmethod
+    def _non_zero(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("must not be zero")
+        return value
+
+
+class GrantResult(BaseModel):
+    """Answer to a grant; a repeat of its ``grant_id`` answers the same, with ``replayed`` set."""
+
+    grant_id: str
+    username: str
+    amount: int
+    type: Literal["grant", "adjustment"]
+    credits: int
+    """The balance right after this grant."""
+    created_at: datetime
+    replayed: bool = Field(False, exclude=True)
+
+
+def _grant_key(grant_id: str) -> str:
+    # Hashed, so any accepted grant_id makes a valid document id (``__x__`` would not) and the
+    # ledger id ``grant-<64 hex>`` neither meets ``grant-signup`` nor outgrows a history cursor.
+    return hashlib.sha256(grant_id.encode()).hexdigest()
+
+
+def _replay(record: Snapshot, order: GrantCreate) -> GrantResult:
+    """The stored first result of this ``grant_id``, if ``order`` is the same request."""
+    data = record.to_dict() or {}
+    if (data["username"], data["amount"], data["reason"]) != (order.username, order.amount, order.reason):
+        raise Conflict("this grant_id was already used for another grant", code="grant_id_reused")
+    return GrantResult.model_validate({**data, "replayed": True})
+
+
+def grant(order: GrantCreate, admin_id: str) -> GrantResult:
+    """Add (or, negative, remove) credits by an admin's decision, at most once per ``grant_id``.
+
+    Raises ``NotFound`` ``user_not_found``, ``Conflict`` ``balance_too_low`` (an adjustment
+    below zero) or ``Conflict`` ``grant_id_reused``; none of them writes anything.
+    """
+    key = _grant_key(order.grant_id)
+    record_ref = client().collection("grants").document(key)
+
+    def decide(batch: Batch) -> GrantResult:
+        record = record_ref.get()
+        if record.exists:
+            return _replay(record, order)
+        user = usernames.account(order.username, ["username"])
+        after = wallet.stage_rewrite(batch, user.id, order.amount)
+        if after < 0:
+            raise Conflict(
+                f"the balance is {after - order.amount}; removing {-order.amount} credits would take it"
+                " below zero",
+                code="balance_too_low",
+            )
+        at = now()
+        result = GrantResult(
+            grant_id=order.grant_id,
+            username=order.username,
+            amount=order.amount,
+            type="grant" if order.amount > 0 else "adjustment",
+            credits=after,
+            created_at=at,
+        )
+        why = {"reason": order.reason, "admin_id": admin_id}
+        entry = {**ledger.entry(result.type, order.amount, None, at), **why}
+        batch.create(ledger.entries(user.id).document(f"grant-{key}"), entry)
+        stored = {**result.model_dump(), **why, "user_id": user.id}
+        batch.create(record_ref, batch.receipt(record_ref, stored))
+        usage.stage_granted(batch, user.id, order.amount, at)
+        return result
+
+    return commit_optimistically(decide)

@@ -1,0 +1,52 @@
+"""The ledger: one entry per movement of credits, and the history users read.
+
+Documents: ``users/{user_id}/ledger/{entry_id}``: ``{type: grant|adjustment|charge|refund,
+amount: signed int, job_id, created_at}``; an admin's grant or adjustment also has
+``reason`` and ``admin_id``. Ids are fixed per movement (``grant-signup``,
+``charge-{job_id}``, ``refund-{job_id}``, ``grant-{sha256(grant_id)}``) and written with
+``create``, so a movement can be recorded at most once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from google.cloud import firestore
+from pydantic import BaseModel
+
+from shared.db import client
+from shared.errors import InvalidRequest
+
+EntryType = Literal["grant", "adjustment", "charge", "refund"]
+
+
+class LedgerEntryPublic(BaseModel):
+    id: str
+    type: EntryType
+    amount: int
+    job_id: str | None
+    created_at: datetime
+    reason: str | None = None
+
+
+def entries(user_id: str) -> firestore.CollectionReference:
+    return client().collection("users").document(user_id).collection("ledger")
+
+
+def entry(type_: EntryType, amount: int, job_id: str | None, at: datetime) -> dict[str, Any]:
+    return {"type": type_, "amount": amount, "job_id": job_id, "created_at": at}
+
+
+def history(user_id: str, limit: int, cursor: str | None) -> tuple[list[LedgerEntryPublic], str | None]:
+    """A page of the ledger, newest first; ``cursor`` is the last entry id of the previous page."""
+    query = entries(user_id).order_by("created_at", direction=firestore.Query.DESCENDING)
+    query = query.order_by("__name__", direction=firestore.Query.DESCENDING)
+    if cursor:
+        last = entries(user_id).document(cursor).get()
+        if not last.exists:
+            raise InvalidRequest("unknown cursor", code="invalid_cursor")
+        query = query.start_after(last)
+    docs = list(query.limit(limit + 1).stream())
+    page = [LedgerEntryPublic(id=d.id, **(d.to_dict() or {})) for d in docs[:limit]]
+    return page, (page[-1].id if len(docs) > limit else None)
