@@ -1,14 +1,17 @@
-"""Benchmarks on the local emulators: credit contention, submit and end-to-end latency, cold imports.
+"""Benchmarks on the local emulators: credit contention, submit and end-to-end latency, the
+cost of a job, a hot account, cold imports.
 
-Run with ``scripts/bench``; it prints figures, it asserts nothing. Two stacks run one after the
-other, each with its own Firestore emulator, Cloud Tasks emulator and functions server, and an
-in-process ``FakeOpenAI`` that answers at once as the AI:
+Run with ``scripts/bench``; it prints figures, it asserts nothing. Three stacks run one after
+the other, each with its own Firestore emulator, Cloud Tasks emulator and functions server,
+and an in-process ``FakeOpenAI`` that answers at once as the AI:
 
 - stack A, default settings (new users get 10 credits): part 1;
-- stack B, ``SIGNUP_CREDITS=25`` (each user can pay for 20 jobs): parts 2, 3 and 4.
+- stack B, ``SIGNUP_CREDITS=25`` (each user can pay for 20 jobs): parts 2, 3 and 4;
+- stack C, credits and submit rate too high to refuse anything: parts 5, 6 and 7.
 
-Each stack first runs one warm-up job end to end, so no timed request pays a first-request cost.
-Part 5 (cold imports) runs after both stacks are stopped, in fresh interpreters.
+Each stack first runs one warm-up job end to end, so no timed request pays a first-request cost,
+and is audited (``scripts/audit``) before it stops: the books must reconcile after every part.
+Part 8 (cold imports) runs after the stacks are stopped, in fresh interpreters.
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,7 +39,9 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+import grpc  # noqa: E402
 from fake_openai import FakeOpenAI  # noqa: E402
+from grpc_proxy import GrpcProxy  # noqa: E402
 
 from scripts.stack import Stack  # noqa: E402
 
@@ -44,8 +50,10 @@ PASSWORD = "bench-password-123"
 JOB = {"task_type": "summarize", "input_data": "Cloud Functions run code on demand and scale. " * 6}
 TIMEOUT = 30.0  # bound on any one request, barrier or job wait
 LOG_DIR = ROOT / ".run" / "bench-logs"
+PRICES = ROOT / "scripts" / "prices.json"
+METER = ("firestore_reads", "firestore_writes", "firestore_deletes", "tasks_calls")
 WATCHED = ("openai", "google.cloud.tasks_v2", "argon2")
-BASE_ENV = dict(os.environ)  # part 4 runs without any stack's settings
+BASE_ENV = dict(os.environ)  # part 8 runs without any stack's settings
 IMPORT_PROBE = """
 import importlib.util, json, sys, time
 name, path, watched = sys.argv[1], sys.argv[2], sys.argv[3:]
@@ -165,6 +173,8 @@ def firestore_client() -> Any:
 @contextmanager
 def running(fake: FakeOpenAI, name: str, **env: str) -> Iterator[Stack]:
     """A started stack (stopped on the way out, whatever happens) with os.environ pointing at it."""
+    # Every signup here comes from 127.0.0.1: the per-address limit would stop the parts.
+    env = {"SIGNUP_RATE_PER_HOUR": "1000000", **env}
     stack = Stack(ai_base_url=fake.base_url, log_dir=LOG_DIR / name, extra_env=env)
     start = time.perf_counter()
     try:
@@ -175,10 +185,22 @@ def running(fake: FakeOpenAI, name: str, **env: str) -> Iterator[Stack]:
             job_id = submit(session, stack.base_url, token).job_id
             warm = wait_done(session, stack.base_url, token, job_id) if job_id else "not accepted"
         took = time.perf_counter() - start
-        print(f"\n[stack {name} ({env or 'default settings'}) up in {took:.1f}s, warm-up job {warm}]")
+        print(f"\n[stack {name} ({env}) up in {took:.1f}s, warm-up job {warm}]")
         yield stack
+        audit_books(name)
     finally:
         stack.stop()
+
+
+def audit_books(name: str) -> None:
+    """``scripts/audit`` over everything the stack's parts left in its emulator."""
+    from scripts.audit import audit
+
+    idle = drain(30.0)
+    report = audit(firestore_client(), now=datetime.now(UTC))
+    print(f"   [stack {name}: {idle}; {report.summary()}]")
+    for line in report.discrepancies[:10]:
+        print(f"     {line}")
 
 
 def contention_http(base: str, n: int) -> list[str]:
@@ -219,8 +241,8 @@ def contention_naive(n: int) -> list[str]:
 def part1(fake: FakeOpenAI, n: int = 50) -> None:
     with running(fake, "A") as stack:
         rows = [contention_http(stack.base_url, n), contention_naive(n)]
-    print(f"\n1. {n} concurrent charges of 1 credit on one account holding 10 (same Firestore emulator)")
-    table(["", "accepted", "rejected", "other", "wall ms", "final balance"], rows)
+        print(f"\n1. {n} concurrent charges of 1 credit on one account holding 10 (same Firestore emulator)")
+        table(["", "accepted", "rejected", "other", "wall ms", "final balance"], rows)
 
 
 def submit_latency(base: str, users: int, jobs: int) -> None:
@@ -237,7 +259,8 @@ def submit_latency(base: str, users: int, jobs: int) -> None:
 
 
 def drain(limit: float = 90.0) -> str:
-    """Wait until no job is queued or running, so part 3 has the queue and the worker to itself."""
+    """Wait until no job is queued or running, so the next part has the queue and the worker to
+    itself."""
     from google.cloud.firestore import FieldFilter
 
     jobs = firestore_client().collection("jobs")
@@ -245,9 +268,9 @@ def drain(limit: float = 90.0) -> str:
     start = time.perf_counter()
     while time.perf_counter() - start < limit:
         if not list(busy.stream()):
-            return f"queue: part 2's jobs all done {time.perf_counter() - start:.1f}s after the last submit"
+            return f"queue drained in {time.perf_counter() - start:.1f}s"
         time.sleep(0.2)
-    return f"queue: part 2's jobs NOT all done {limit:.0f}s after the last submit; part 3 shares it"
+    return f"queue NOT drained in {limit:.0f}s"
 
 
 def end_to_end(base: str, jobs: int) -> None:
@@ -268,32 +291,54 @@ def end_to_end(base: str, jobs: int) -> None:
 
 
 def seed_week(week: str, users: int, per_user: int) -> None:
-    """Job documents and their counters for a past week, written as the service writes them."""
-    from shared import usage
+    """Complete books for a past week, written as the service writes them: each user signs up
+    (signup grant) at the week's start and submits ``per_user`` jobs, each charged; the failed
+    ones (one in ten) are refunded. ``scripts/audit`` reconciles them like real ones."""
+    from google.cloud import firestore
+
+    from shared import credits, usage
     from shared.db import client
     from shared.reports import week_start
 
     db, start, tasks = client(), week_start(week), ("summarize", "translate", "generate_text", "chat")
     for u in range(users):
         user_id, batch = f"bench-user-{u:04d}", db.batch()
+        profile = {
+            "username": f"bench-user-{u:04d}",
+            "password_hash": "x",
+            "role": "user",
+            "created_at": start,
+        }
+        credits.stage_open_account(batch, user_id, profile, per_user, start)
         for j in range(per_user):
             at = start + timedelta(seconds=(u * per_user + j) * 7 * 86400 // (users * per_user))
             task, status = tasks[j % 4], "failed" if j % 10 == 0 else "completed"
-            usage.stage_submitted(batch, user_id, task, 1, at)
-            usage.stage_finished(batch, user_id, task, status, 1, at, at + timedelta(seconds=1 + j % 30))
+            job_id = uuid.uuid4().hex
+            # credits.stage_charge without its read and precondition: nothing races a seed.
+            batch.update(db.collection("users").document(user_id), {"credits": firestore.Increment(-1)})
+            entry = {"type": "charge", "amount": -1, "job_id": job_id, "created_at": at}
             batch.create(
-                db.collection("jobs").document(uuid.uuid4().hex),
+                db.collection("users").document(user_id).collection("ledger").document(f"charge-{job_id}"),
+                entry,
+            )
+            usage.stage_submitted(batch, user_id, task, 1, at)
+            done = at + timedelta(seconds=1 + j % 30)
+            if status == "failed":
+                credits.stage_refund(batch, user_id, 1, job_id, done)
+            usage.stage_finished(batch, user_id, task, status, 1, at, done)
+            batch.create(
+                db.collection("jobs").document(job_id),
                 {
                     "user_id": user_id,
                     "task_type": task,
                     "status": status,
                     "cost": 1,
                     "created_at": at,
-                    "updated_at": at,
+                    "updated_at": done,
                     "input_data": "x",
                     "options": {},
-                    "output": None,
-                    "error": None,
+                    "output": {"text": "x"} if status == "completed" else None,
+                    "error": {"code": "synthetic", "message": "synthetic"} if status == "failed" else None,
                     "attempts": 1,
                     "lease_id": None,
                     "lease_expires_at": None,
@@ -344,6 +389,217 @@ def parts2_3(fake: FakeOpenAI) -> None:
         report_week(stack)
 
 
+def request_lines(stack: Stack) -> list[dict[str, Any]]:
+    """The request-line records of the stack's functions log: the ones carrying a meter."""
+    found = []
+    for line in (stack.log_dir / "functions.log").read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            entry = json.loads(line)
+            if "firestore_reads" in entry:
+                found.append(entry)
+    return found
+
+
+def prices() -> dict[str, float]:
+    """US dollars per single operation, from the price table kept in the repo."""
+    table = json.loads(PRICES.read_text())
+    firestore = table["firestore"]["nam5"]
+    return {
+        "firestore_reads": firestore["reads_per_100k"] / 1e5,
+        "firestore_writes": firestore["writes_per_100k"] / 1e5,
+        "firestore_deletes": firestore["deletes_per_100k"] / 1e5,
+        "tasks_operations": table["cloud_tasks"]["per_million_operations"] / 1e6,
+        "invocations": table["functions"]["per_million_invocations"] / 1e6,
+    }
+
+
+def dollars_per_million(row: dict[str, float], price: dict[str, float]) -> float:
+    """What a million of ``row`` cost past the free tiers; compute time is not priced."""
+    tasks = row["tasks_calls"] + row["deliveries"]  # Cloud Tasks bills each push delivery too
+    money = sum(row[name] * price[name] for name in METER[:3])
+    return 1e6 * (money + tasks * price["tasks_operations"] + row["invocations"] * price["invocations"])
+
+
+def job_cost(stack: Stack, jobs: int = 20) -> None:
+    """Part 5: run ``jobs`` jobs one at a time and sum their requests' meters from the log."""
+    with requests.Session() as session:
+        token = signup(session, stack.base_url)
+        user_id = str(call(session, "GET", f"{stack.base_url}/me", token).json()["id"])
+        ids = []
+        for _ in range(jobs):
+            outcome = submit(session, stack.base_url, token)
+            if outcome.job_id:
+                ids.append(outcome.job_id)
+                wait_done(session, stack.base_url, token, outcome.job_id)
+    mine = set(ids)
+    lines = request_lines(stack)
+    kinds: dict[str, list[dict[str, Any]]] = {
+        "submit (POST /submit_job)": [
+            e for e in lines if e.get("function") == "submit_job" and e.get("job_id") in mine
+        ],
+        "worker (claim, run, finish)": [
+            e for e in lines if e.get("function") == "worker" and e.get("job_id") in mine
+        ],
+        "poll (GET /jobs/{id})": [
+            e for e in lines if e.get("function") == "jobs" and e.get("user_id") == user_id
+        ],
+    }
+    price, rows, per_job = prices(), [], Counter[str]()
+    for label, entries in kinds.items():
+        n = len(entries) if label.startswith("poll") else len(ids)
+        row = {name: sum(e[name] for e in entries) / max(n, 1) for name in METER}
+        row["invocations"] = len(entries) / max(n, 1)
+        row["deliveries"] = row["invocations"] if label.startswith("worker") else 0.0
+        if not label.startswith("poll"):
+            per_job.update(row)
+        rows.append((label + (" each" if label.startswith("poll") else " per job"), row))
+    rows.insert(2, ("one job, no polls", dict(per_job)))
+    print(
+        f"\n5. Cost of one job's life: {len(ids)} jobs one at a time, summed from the request lines' meters"
+    )
+    header = ["", "reads", "writes", "deletes", "tasks calls", "deliveries", "invocations", "$/million"]
+    table(
+        header,
+        [
+            [
+                label,
+                *(f"{row[k]:.2f}" for k in (*METER, "deliveries", "invocations")),
+                f"{dollars_per_million(row, price):.2f}",
+            ]
+            for label, row in rows
+        ],
+    )
+    print(
+        f"   prices: {PRICES.relative_to(ROOT)} (Firestore nam5 Standard, Cloud Tasks and Cloud Run functions"
+        " list prices past their free tiers); compute time (vCPU-s, GiB-s) is not included"
+    )
+
+
+def hot_phase(base: str, tokens: list[str], clients: int, seconds: float) -> tuple[float, list[float], str]:
+    """``clients`` threads submitting back to back for ``seconds``, client i as ``tokens[i % n]``:
+    accepted jobs/s, the latencies of every submit, and what was not accepted."""
+
+    def work(i: int, session: requests.Session) -> list[Outcome]:
+        done, deadline = [], time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            done.append(submit(session, base, tokens[i % len(tokens)]))
+        return done
+
+    batches, wall = in_threads(clients, work)
+    outcomes = [o for batch in batches for o in batch]
+    accepted = sum(o.label == "accepted" for o in outcomes)
+    other = Counter(o.label for o in outcomes if o.label != "accepted")
+    return (
+        accepted / wall,
+        [o.seconds for o in outcomes],
+        ", ".join(f"{k} x{n}" for k, n in other.items()) or "none",
+    )
+
+
+def hot_account(stack: Stack, clients: int = 32, seconds: float = 8.0) -> None:
+    """Part 6: the same load on one account and spread over one account per client."""
+    with ThreadPoolExecutor(8) as pool:
+        tokens = list(pool.map(lambda _: signup(requests.Session(), stack.base_url), range(clients)))
+    results = {}
+    for name, mine in (("one account", tokens[:1]), (f"{clients} accounts", tokens)):
+        results[name] = hot_phase(stack.base_url, mine, clients, seconds)
+        drain()
+    print(
+        f"\n6. Hot account: {clients} clients submitting back to back, {seconds:.0f}s each way (instant AI)"
+    )
+    rows = [
+        [name, f"{rate:.0f}", ms(percentile(took, 50)), ms(percentile(took, 99)), str(len(took)), other]
+        for name, (rate, took, other) in results.items()
+    ]
+    table(["", "accepted jobs/s", "p50 ms", "p99 ms", "submits", "not accepted"], rows)
+    (one_rate, one_took, _), (all_rate, all_took, _) = results.values()
+    rate_ratio = one_rate / all_rate if all_rate else math.nan
+    p99_ratio = percentile(one_took, 99) / percentile(all_took, 99)
+    met = {True: "met", False: "NOT met"}
+    print(
+        f"   one/spread: jobs/s {rate_ratio:.2f} (target >= 0.8: {met[rate_ratio >= 0.8]}),"
+        f" p99 {p99_ratio:.2f}x (target <= 1.5x: {met[p99_ratio <= 1.5]})"
+    )
+
+
+class CommitTally(GrpcProxy):  # type: ignore[misc]  # mypy sees tests/ modules as untyped here
+    """The gRPC proxy, also counting the writes of every applied Commit per document.
+
+    Here rather than in the service's meter: the service logs counts per request, and
+    naming every document it wrote would put a bench's need into every production log line.
+    """
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.writes: Counter[str] = Counter()
+        self._tally = threading.Lock()
+
+    def unary(self, full_method: str, request: bytes, context: grpc.ServicerContext) -> bytes:
+        from google.cloud.firestore_v1.types import CommitRequest
+
+        reply = super().unary(full_method, request, context)  # raises if the commit failed
+        if full_method.endswith("/Commit"):
+            names = []
+            for write in CommitRequest.pb().FromString(request).writes:
+                kind = write.WhichOneof("operation")
+                names.append(
+                    write.delete if kind == "delete" else write.update.name or write.transform.document
+                )
+            with self._tally:
+                self.writes.update(name.split("/documents/", 1)[-1] for name in names)
+        return reply
+
+
+def busiest_document(stack: Stack, fake: FakeOpenAI, rate: float = 50.0, seconds: float = 8.0) -> None:
+    """Part 7: one account paced at ``rate`` jobs/s; which document is written most, how often."""
+    with CommitTally(f"127.0.0.1:{stack.firestore_port}") as tally:
+        wired = Stack(
+            firestore_port=stack.firestore_port,
+            tasks_port=stack.tasks_port,
+            ai_base_url=fake.base_url,
+            log_dir=stack.log_dir / "through-tally",
+            worker_secret=stack.worker_secret,
+            extra_env={**stack.extra_env, "FIRESTORE_EMULATOR_HOST": tally.address},
+        )
+        try:
+            wired.start_functions()
+            with requests.Session() as session:
+                token = signup(session, wired.base_url)
+                user_id = str(call(session, "GET", f"{wired.base_url}/me", token).json()["id"])
+            tally.writes.clear()
+            total = int(rate * seconds)
+            start = time.monotonic()
+            with ThreadPoolExecutor(16) as pool:
+                futures = []
+                for i in range(total):
+                    time.sleep(max(0.0, start + i / rate - time.monotonic()))
+                    futures.append(pool.submit(submit, requests.Session(), wired.base_url, token))
+                outcomes = [f.result() for f in futures]
+            sent = time.monotonic() - start
+            idle = drain()
+            span = time.monotonic() - start
+        finally:
+            wired.stop()
+    accepted = sum(o.label == "accepted" for o in outcomes)
+    print(
+        f"\n7. One account paced at {rate:.0f} jobs/s for {seconds:.0f}s: {accepted} of {total} accepted"
+        f" ({accepted / sent:.0f}/s), writes per document from the applied Commits ({idle})"
+    )
+    rows = [
+        [name.replace(user_id, "{user}"), str(n), f"{n / sent:.1f}", f"{n / span:.1f}"]
+        for name, n in tally.writes.most_common(5)
+    ]
+    table(["document", "writes", "per s (submits)", f"per s (until drained, {span:.1f}s)"], rows)
+
+
+def parts5_7(fake: FakeOpenAI) -> None:
+    huge = {"SIGNUP_CREDITS": "1000000", "SUBMIT_RATE_PER_MINUTE": "1000000"}
+    with running(fake, "C", **huge) as stack:
+        job_cost(stack)
+        hot_account(stack)
+        busiest_document(stack, fake)
+
+
 def import_once(path: Path) -> dict[str, Any]:
     argv = [str(ROOT / ".venv" / "bin" / "python"), "-c", IMPORT_PROBE, path.stem, str(path), *WATCHED]
     env = {**BASE_ENV, "PYTHONPATH": str(ROOT)}
@@ -353,7 +609,7 @@ def import_once(path: Path) -> dict[str, Any]:
     return dict(json.loads(done.stdout))
 
 
-def part4(runs: int = 3) -> None:
+def part8(runs: int = 3) -> None:
     rows = []
     for path in sorted((ROOT / "functions").glob("*.py")):
         probes = [import_once(path) for _ in range(runs)]
@@ -361,7 +617,7 @@ def part4(runs: int = 3) -> None:
         loaded = ["yes" if module in best["loaded"] else "-" for module in WATCHED]
         errors = sorted({p["error"] for p in probes if "error" in p})
         rows.append([path.stem, f"{best['ms']:.0f}", *loaded, "; ".join(errors)])
-    print(f"\n5. cold import of each function module (fresh interpreter, best of {runs}; yes = imported)")
+    print(f"\n8. cold import of each function module (fresh interpreter, best of {runs}; yes = imported)")
     table(["function", "ms", *WATCHED, ""], rows)
 
 
@@ -373,8 +629,9 @@ def main() -> int:
     try:
         part1(fake)
         parts2_3(fake)
+        parts5_7(fake)
         fake.stop()
-        part4()
+        part8()
     except KeyboardInterrupt:
         print("\ninterrupted; everything started here was stopped")
         return 130

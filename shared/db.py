@@ -39,6 +39,7 @@ from google.api_core import gapic_v1
 from google.api_core import retry as retries
 from google.cloud import firestore
 
+from shared import metering
 from shared.errors import OutcomeUnknown, Unavailable
 from shared.settings import get_settings
 
@@ -78,11 +79,13 @@ def client() -> firestore.Client:
 
 
 def _bound(db: firestore.Client, seconds: float) -> None:
-    """Make ``seconds`` the default timeout of every Firestore RPC and of its retries.
+    """Make ``seconds`` the default timeout of every Firestore RPC and of its retries, and
+    count what each call bills on the request's meter (``shared.metering``).
 
     The library has no public setting for these defaults, so its transport's table of
     wrapped methods is rebuilt once, here. A call that passes its own ``timeout`` (a long
-    report query) keeps it. tests/test_outages.py fails if an upgrade breaks this.
+    report query) keeps it. tests/test_outages.py and tests/test_metering.py fail if an
+    upgrade breaks this.
     """
     transport: Any = db._firestore_api._transport
     retry = retries.Retry(
@@ -93,7 +96,11 @@ def _bound(db: firestore.Client, seconds: float) -> None:
         timeout=seconds,
     )
     transport._wrapped_methods = {
-        method: gapic_v1.method.wrap_method(method, default_retry=retry, default_timeout=seconds)
+        method: metering.firestore_call(
+            transport,
+            method,
+            gapic_v1.method.wrap_method(method, default_retry=retry, default_timeout=seconds),
+        )
         for method in transport._wrapped_methods
     }
 

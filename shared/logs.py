@@ -4,7 +4,8 @@ Cloud Logging lifts ``severity``, ``message`` and ``logging.googleapis.com/trace
 out of a JSON line on stdout and keeps the other keys as the entry's payload, so
 every record carries the request's ``function``, ``trace`` and, once known, its
 ``user_id`` and ``job_id`` (from context set per request by ``shared.web``).
-Only identifiers are logged: never a body, a header, a password or a token.
+The request line also carries what the request cost (``shared.metering``).
+Only identifiers and counts are logged: never a body, a header, a password or a token.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class CloudLoggingFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "logger": record.name,
             **(_context.get() or {}),
+            # Figures of one record (the request line's meter), as google-cloud-logging names them.
+            **getattr(record, "json_fields", {}),
         }
         return json.dumps(entry)
 

@@ -24,6 +24,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import tasks_v2
 from google.protobuf import duration_pb2
 
+from shared import metering
 from shared.errors import NotQueued, Unavailable
 from shared.internal_auth import WORKER_SECRET_HEADER
 from shared.settings import get_settings
@@ -85,6 +86,7 @@ def enqueue(job_id: str, generation: int = 0) -> None:
         # The worker's own bound: the AI timeout plus time for its writes.
         "dispatch_deadline": duration_pb2.Duration(seconds=int(settings.job_lease_seconds)),
     }
+    metering.count_tasks_call()  # billed whatever the answer
     try:
         _client().create_task(parent=queue_path(), task=tasks_v2.Task(task), timeout=_CALL_TIMEOUT)
     except gexc.AlreadyExists:
@@ -97,6 +99,7 @@ def enqueue(job_id: str, generation: int = 0) -> None:
 
 def ping() -> None:
     """Reachability check for ``health``."""
+    metering.count_tasks_call()
     try:
         _client().get_queue(name=queue_path(), timeout=3.0, retry=None)
     except (gexc.GoogleAPIError, OSError) as exc:

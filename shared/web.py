@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import flask
 from pydantic import BaseModel, ValidationError
 
-from shared import logs
+from shared import logs, metering
 from shared.errors import (
     AppError,
     BadRequest,
@@ -108,11 +108,19 @@ def endpoint(*methods: str) -> Callable[[Handler], Handler]:
             logs.setup()
             trace = request.headers.get("X-Cloud-Trace-Context")
             logs.start_request(handler.__name__, trace, settings.google_cloud_project)
+            meter = metering.start()
             started = time.perf_counter()
             response = _handle(handler, request, methods, settings.max_body_bytes)
             took = (time.perf_counter() - started) * 1000
             path = short(request.path, 200)
-            logger.info("%s %s -> %d (%.0f ms)", request.method, path, response.status_code, took)
+            logger.info(
+                "%s %s -> %d (%.0f ms)",
+                request.method,
+                path,
+                response.status_code,
+                took,
+                extra={"json_fields": meter.fields()},
+            )
             return response
 
         return run
