@@ -43,7 +43,7 @@ from pydantic import model_validator
 from scripts.stack import PROJECT, ROOT, Stack
 from shared.credits.wallet import split
 from shared.settings import Settings, get_settings
-from shared.usage import day_of, latency_bucket, week_of
+from shared.usage import add, day_of, latency_bucket, week_of
 
 GRACE = timedelta(minutes=5)
 """Default slack on the stuck-job checks: the sweeper that un-sticks them runs every minute."""
@@ -53,25 +53,23 @@ REFUNDED = ("failed", "canceled")
 STATUSES = ("queued", "in_progress", *FINAL)
 # Ledger entry ids are "<prefix>-<rest>"; an admin's negative grant is an "adjustment" under "grant-".
 _ID_TYPES = {"grant": ("grant", "adjustment"), "charge": ("charge",), "refund": ("refund",)}
-_JOB_FIELDS = ["user_id", "task_type", "cost", "status", "created_at", "updated_at", "lease_expires_at"]
-_ENTRY_FIELDS = ["type", "amount", "job_id", "created_at"]
-_WEEK_FIELDS = [
-    "jobs_total",
-    "submitted",
-    "completed",
-    "failed",
-    "canceled",
-    "charged",
-    "refunded",
-    "spent",
-    "granted",
-    "adjusted",
-    "latency",
+_JOB_FIELDS = [
+    "user_id",
+    "task_type",
+    "cost",
+    "status",
+    "created_at",
+    "updated_at",
+    "lease_expires_at",
+    "completed_at",
+    "latency_bucket",
 ]
-_DAY_FIELDS = ["jobs", "credits"]
+_ENTRY_FIELDS = ["type", "amount", "job_id", "created_at"]
+_DAY_FIELDS = ["user_id", "day", "week", "jobs_total", "jobs", "credits", "charged", "refunded", "spent"]
+_DAY_FIELDS += ["failed", "canceled", "granted", "adjusted"]
 
-CounterKey = tuple[str, str, str]
-"""``(user_id, "usage_weeks" | "usage_days", document id)``."""
+CounterKey = tuple[str, str]
+"""``(user_id, day)``: what a day's shard documents (``usage_days/{day}-{shard}``) add up to."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +82,8 @@ class Job:
     created_at: datetime
     updated_at: datetime
     lease_expires_at: datetime | None
+    completed_at: datetime | None = None
+    latency_bucket: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +124,7 @@ class _Books:
     jobs: dict[str, Job] = field(default_factory=dict)
     ledger: dict[tuple[str, str], Entry] = field(default_factory=dict)
     counters: dict[CounterKey, dict[str, Any]] = field(default_factory=dict)
+    """The sum of each day's shard documents."""
     idempotency: dict[str, dict[str, Any]] = field(default_factory=dict)
     grants: dict[str, dict[str, Any]] = field(default_factory=dict)
     malformed: list[str] = field(default_factory=list)
@@ -139,7 +140,7 @@ def audit(
     """Reconcile everything in ``db`` as of ``now`` (not in the future: it is the read time).
 
     ``settings`` supplies ``JOB_RETENTION_DAYS`` and ``QUEUED_TIMEOUT_SECONDS`` (default: the
-    process's). Counters of weeks and days that began before the retention horizon are not
+    process's). Counters of days that began before the retention horizon are not
     checked, nor charges and refunds whose jobs are that old: Firestore's TTL may have taken
     those jobs.
     """
@@ -208,7 +209,6 @@ def _read(db: firestore.Client, read_time: datetime) -> tuple[_Books, Report]:
         "wallet": (["credits"], True),
         "jobs": (_JOB_FIELDS, False),
         "ledger": (_ENTRY_FIELDS, True),
-        "usage_weeks": (_WEEK_FIELDS, True),
         "usage_days": (_DAY_FIELDS, True),
         "idempotency": (["user_id", "job_id"], False),
         "grants": (["user_id", "amount"], False),
@@ -238,17 +238,20 @@ def _read(db: firestore.Client, read_time: datetime) -> tuple[_Books, Report]:
                 books.malformed.append(entry)
             else:
                 books.ledger[(entry.user_id, entry.id)] = entry
-    for kind in ("usage_weeks", "usage_days"):
-        for path, data in found[kind]:
-            if len(path) == 4 and path[0] == "users":
-                books.counters[(path[1], kind, path[3])] = data
+    for path, data in found["usage_days"]:
+        if len(path) == 4 and path[0] == "users":
+            day, problem = _counter_day(path[1], path[3], data)
+            if problem is not None:
+                books.malformed.append(problem)
+            if day is not None:
+                add(books.counters.setdefault((path[1], day), {}), data)
     books.idempotency = {path[-1]: data for path, data in found["idempotency"]}
     books.grants = {path[-1]: data for path, data in found["grants"]}
     report = Report(
         users=len(books.users),
         jobs=len(found["jobs"]),
         ledger_entries=len(found["ledger"]),
-        counters=len(found["usage_weeks"]) + len(found["usage_days"]),
+        counters=len(found["usage_days"]),
         records=len(books.idempotency) + len(books.grants),
     )
     return books, report
@@ -261,7 +264,33 @@ def _job(job_id: str, data: dict[str, Any]) -> Job | str:
     bad = [name for name, kind in kinds.items() if not isinstance(data.get(name), kind)]
     if bad:
         return f"job {job_id}: {', '.join(bad)} missing or malformed"
-    return Job(job_id, **{name: data[name] for name in kinds}, lease_expires_at=data.get("lease_expires_at"))
+    return Job(
+        job_id,
+        **{name: data[name] for name in kinds},
+        lease_expires_at=data.get("lease_expires_at"),
+        completed_at=data.get("completed_at"),
+        latency_bucket=data.get("latency_bucket"),
+    )
+
+
+def _counter_day(user_id: str, doc_id: str, data: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The day a counter document counts (its id is ``{day}-{shard}``; None if it is not such an
+    id) and what is wrong with its keys: the report finds a document by its ``week`` field,
+    ``GET /usage`` by its ``day``."""
+    day, _, shard = doc_id.rpartition("-")
+    where = f"user {user_id} usage_days/{doc_id}"
+    try:
+        start = _day_start(day)
+    except ValueError:
+        start = None
+    if start is None or not (shard.isdecimal() and shard.isascii()):
+        return None, f"{where}: not a day shard id (YYYY-MM-DD-N)"
+    wrong = [
+        f"{name} is {data.get(name)!r}, expected {value!r}"
+        for name, value in (("user_id", user_id), ("day", day), ("week", week_of(start)))
+        if data.get(name) != value
+    ]
+    return day, (f"{where}: " + "; ".join(wrong) if wrong else None)
 
 
 def _entry(user_id: str, entry_id: str, data: dict[str, Any]) -> Entry | str:
@@ -345,46 +374,45 @@ def _entries(books: _Books, horizon: datetime) -> Iterator[str]:
             yield f"{where}: job {rest} belongs to user {job.user_id}"
 
 
+def job_counts(job: Job) -> dict[str, int]:
+    """What a job adds to its day's counters, as ``shared.usage`` counts it (flattened:
+    ``"jobs.chat"``)."""
+    tt, cost = job.task_type, job.cost
+    counts = {"jobs_total": 1, f"jobs.{tt}": 1, f"credits.{tt}": cost, "charged": cost, "spent": cost}
+    if job.status in REFUNDED:
+        counts |= {f"{job.status}.{tt}": 1, f"credits.{tt}": 0, "refunded": cost, "spent": 0}
+    return counts
+
+
+def grant_counts(entry: Entry) -> dict[str, int]:
+    """What an admin's (or the signup) grant or adjustment adds to its day's counters."""
+    if entry.type not in ("grant", "adjustment"):
+        return {}
+    return {"granted" if entry.amount >= 0 else "adjusted": entry.amount}
+
+
 def expected_counters(
     jobs: Iterable[Job], entries: Iterable[Entry], horizon: datetime
 ) -> dict[CounterKey, Counter[str]]:
-    """What each usage counter document must hold, counted as ``shared.usage`` counts (flattened:
-    ``"submitted.chat"``), for the weeks and days that began at or after ``horizon``."""
+    """What each day's counters must add up to (over its shards), for the days that began at
+    or after ``horizon``. A job counts on the day it was submitted; a grant when it was made."""
     want: defaultdict[CounterKey, Counter[str]] = defaultdict(Counter)
     for job in jobs:
-        tt, cost = job.task_type, job.cost
-        if _week_start(week_of(job.created_at)) >= horizon:
-            week = want[(job.user_id, "usage_weeks", week_of(job.created_at))]
-            week.update({"jobs_total": 1, f"submitted.{tt}": 1, "charged": cost, "spent": cost})
-            if job.status in FINAL:
-                week[f"{job.status}.{tt}"] += 1
-            if job.status == "completed":
-                # The job's last write is its completion, so updated_at is when it completed.
-                week[f"latency.{latency_bucket((job.updated_at - job.created_at).total_seconds())}"] += 1
-            elif job.status in REFUNDED:
-                week.update({"refunded": cost, "spent": -cost})
         if _day_start(day_of(job.created_at)) >= horizon:
-            day = want[(job.user_id, "usage_days", day_of(job.created_at))]
-            day.update({f"jobs.{tt}": 1, f"credits.{tt}": 0 if job.status in REFUNDED else cost})
+            want[(job.user_id, day_of(job.created_at))].update(job_counts(job))
     for entry in entries:
-        if entry.type in ("grant", "adjustment") and _week_start(week_of(entry.created_at)) >= horizon:
-            week = want[(entry.user_id, "usage_weeks", week_of(entry.created_at))]
-            week["granted" if entry.amount >= 0 else "adjusted"] += entry.amount
+        if _day_start(day_of(entry.created_at)) >= horizon:
+            want[(entry.user_id, day_of(entry.created_at))].update(grant_counts(entry))
     return want
 
 
 def _counters(books: _Books, horizon: datetime) -> Iterator[str]:
-    """Each counter document holds exactly what the jobs and grants it counts add up to."""
+    """Each day's counters, summed over its shards, hold exactly what the jobs and grants of the
+    day add up to; each completed job's ``latency_bucket`` (the report's histogram) is its own."""
     want = expected_counters(books.jobs.values(), books.ledger.values(), horizon)
     for key in want.keys() | books.counters.keys():
-        user_id, kind, doc_id = key
-        where = f"user {user_id} {kind}/{doc_id}"
-        try:
-            start = _week_start(doc_id) if kind == "usage_weeks" else _day_start(doc_id)
-        except ValueError:
-            yield f"{where}: not a {'week' if kind == 'usage_weeks' else 'day'}"
-            continue
-        if start < horizon:
+        user_id, day = key
+        if _day_start(day) < horizon:
             continue
         expected = {name: n for name, n in want.get(key, Counter()).items() if n != 0}
         stored = books.counters.get(key)
@@ -395,7 +423,15 @@ def _counters(books: _Books, horizon: datetime) -> Iterator[str]:
             if found.get(name, 0) != expected.get(name, 0)
         ]
         if wrong:
-            yield f"{where}{' (missing)' if stored is None else ''}: " + "; ".join(wrong)
+            missing = " (missing)" if stored is None else ""
+            yield f"user {user_id} usage_days/{day}-*{missing}: " + "; ".join(wrong)
+    for job in books.jobs.values():
+        # Jobs finished before the field existed have none: nothing to check.
+        if job.status == "completed" and job.latency_bucket is not None:
+            bucket = latency_bucket(((job.completed_at or job.updated_at) - job.created_at).total_seconds())
+            if job.latency_bucket != bucket:
+                who = f"job {job.id} (user {job.user_id})"
+                yield f"{who}: latency_bucket {job.latency_bucket!r}, expected {bucket!r}"
 
 
 def _stuck(books: _Books, now: datetime, queued_timeout: timedelta, grace: timedelta) -> Iterator[str]:
@@ -436,12 +472,7 @@ def _records(books: _Books) -> Iterator[str]:
                 yield f"user {entry.user_id} ledger/{entry.id}: no grants/{key}"
 
 
-@cache  # a few distinct weeks and days, parsed once per job otherwise
-def _week_start(week: str) -> datetime:
-    return datetime.strptime(f"{week}-1", "%G-W%V-%u").replace(tzinfo=UTC)
-
-
-@cache
+@cache  # a few distinct days, parsed once per job otherwise
 def _day_start(day: str) -> datetime:
     return datetime.combine(date.fromisoformat(day), datetime.min.time(), UTC)
 
@@ -493,7 +524,8 @@ def synthesize(
     Each user has a signup grant, an admin grant and ``jobs_per_user`` jobs of every status,
     spread over the retention period: of each ten, one is older than it (the job is gone, its
     ledger entries stay), one is queued and one running right now (the queued one under an
-    idempotency key). The counters are written as ``expected_counters`` counts them.
+    idempotency key). The counters are written as ``expected_counters`` counts them, each
+    job's on one of 4 day shards.
     """
     rng = random.Random(seed)
     docs: list[tuple[str, dict[str, Any]]] = []
@@ -541,11 +573,15 @@ def synthesize(
         entries += mine
     for entry in entries:
         docs.append((f"users/{entry.user_id}/ledger/{entry.id}", _entry_doc(entry)))
-    for (user_id, kind, doc_id), counts in expected_counters(
-        counted, entries, datetime.min.replace(tzinfo=UTC)
-    ).items():
-        keys = {"user_id": user_id, "week" if kind == "usage_weeks" else "day": doc_id}
-        docs.append((f"users/{user_id}/{kind}/{doc_id}", {**keys, **_nested(counts)}))
+    # Each job's counts on one of 4 day shards, as its wallet shard would have picked.
+    shards: defaultdict[tuple[str, date, int], Counter[str]] = defaultdict(Counter)
+    for job in counted:
+        shards[(job.user_id, job.created_at.date(), rng.randrange(4))].update(job_counts(job))
+    for entry in entries:
+        shards[(entry.user_id, entry.created_at.date(), 0)].update(grant_counts(entry))
+    for (user_id, day, shard), counts in shards.items():
+        keys = {"user_id": user_id, "day": day.isoformat(), "week": week_of(day)}
+        docs.append((f"users/{user_id}/usage_days/{day}-{shard}", {**keys, **_nested(counts)}))
     _write(db, docs)
 
 
@@ -569,7 +605,14 @@ def _job_doc(job: Job, retention_days: int) -> dict[str, Any]:
         "created_at": job.created_at,
         "updated_at": job.updated_at,
         "expires_at": job.created_at + timedelta(days=retention_days),
+        **(_completion(job) if job.status == "completed" else {}),
     }
+
+
+def _completion(job: Job) -> dict[str, Any]:
+    """What the worker's finish records on a completed job (its last write: ``updated_at``)."""
+    took = (job.updated_at - job.created_at).total_seconds()
+    return {"completed_at": job.updated_at, "latency_bucket": latency_bucket(took)}
 
 
 def _entry_doc(entry: Entry) -> dict[str, Any]:

@@ -310,22 +310,29 @@ def seed_week(week: str, users: int, per_user: int) -> None:
             "created_at": start,
         }
         credits.stage_open_account(batch, user_id, profile, per_user, start)
+        wallet = db.collection("users").document(user_id).collection("wallet")
+        spread = credits.width(per_user)  # the shards the opening grant was split over
         for j in range(per_user):
             at = start + timedelta(seconds=(u * per_user + j) * 7 * 86400 // (users * per_user))
             task, status = tasks[j % 4], "failed" if j % 10 == 0 else "completed"
-            job_id = uuid.uuid4().hex
-            # credits.stage_charge without its read and precondition: nothing races a seed.
-            batch.update(db.collection("users").document(user_id), {"credits": firestore.Increment(-1)})
+            job_id, shard = uuid.uuid4().hex, j % spread
+            # credits.stage_charge without its read and precondition: nothing races a seed. In
+            # turn over the shards, each gives exactly the part of the grant it was opened with.
+            batch.update(wallet.document(str(shard)), {"credits": firestore.Increment(-1)})
             entry = {"type": "charge", "amount": -1, "job_id": job_id, "created_at": at}
             batch.create(
                 db.collection("users").document(user_id).collection("ledger").document(f"charge-{job_id}"),
                 entry,
             )
-            usage.stage_submitted(batch, user_id, task, 1, at)
-            done = at + timedelta(seconds=1 + j % 30)
+            usage.stage_submitted(batch, user_id, task, 1, at, shard)
+            seconds = 1 + j % 30
+            done = at + timedelta(seconds=seconds)
             if status == "failed":
-                credits.stage_refund(batch, user_id, 1, job_id, done)
-            usage.stage_finished(batch, user_id, task, status, 1, at, done)
+                credits.stage_refund(batch, user_id, 1, job_id, done, shard)
+                usage.stage_refunded(batch, user_id, task, "failed", 1, at, shard)
+                finished = {}
+            else:  # what the worker's finish records: the report counts completions by it
+                finished = {"completed_at": done, "latency_bucket": usage.latency_bucket(seconds)}
             batch.create(
                 db.collection("jobs").document(job_id),
                 {
@@ -342,6 +349,8 @@ def seed_week(week: str, users: int, per_user: int) -> None:
                     "attempts": 1,
                     "lease_id": None,
                     "lease_expires_at": None,
+                    "shard": shard,
+                    **finished,
                 },
             )
             if len(batch) > 400:

@@ -16,6 +16,7 @@ import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from scripts.stack import ROOT, Stack
@@ -43,43 +44,49 @@ def top_up(username: str, amount: int) -> None:
     credits.grant(order, admin_id="seed")
 
 
-def past_job(user_id: str, task_type: str, at: datetime, failed: bool, seconds: float) -> None:
-    """One finished job as the service would have recorded it at ``at``."""
+Status = Literal["queued", "completed", "failed", "canceled"]
+
+
+def past_job(user_id: str, task_type: str, at: datetime, status: Status, seconds: float = 1.0) -> str:
+    """One job of 1 credit as the service would have recorded it, submitted at ``at`` and, unless
+    still ``queued``, ended ``seconds`` later; returns its id."""
     from shared import credits, usage
     from shared.db import client
 
     db, job_id, done = client(), uuid.uuid4().hex, at + timedelta(seconds=seconds)
-    status = "failed" if failed else "completed"
+    queued, completed = status == "queued", status == "completed"
     batch = db.batch()
-    credits.stage_charge(batch, user_id, 1, job_id, at)
-    usage.stage_submitted(batch, user_id, task_type, 1, at)
-    usage.stage_finished(batch, user_id, task_type, status, 1, at, done)
+    shard = credits.stage_charge(batch, user_id, 1, job_id, at, credits.width(credits.balance(user_id)))
+    usage.stage_submitted(batch, user_id, task_type, 1, at, shard)
     text = "Seeded example input." if task_type != "chat" else [{"role": "user", "content": "Hello!"}]
     options = {"target_language": "French"} if task_type == "translate" else {}
-    batch.create(
-        db.collection("jobs").document(job_id),
-        {
-            "task_type": task_type,
-            "input_data": text,
-            "options": options,
-            "user_id": user_id,
-            "cost": 1,
-            "status": status,
-            "attempts": 1,
-            "lease_id": None,
-            "lease_expires_at": None,
-            "output": None if failed else {"text": "Seeded example output."},
-            "error": {"code": "ai_server_error", "message": "seeded failure"} if failed else None,
-            "created_at": at,
-            "updated_at": done,
-            "expires_at": at + timedelta(days=90),
-        },
-    )
+    job = {
+        "task_type": task_type,
+        "input_data": text,
+        "options": options,
+        "user_id": user_id,
+        "cost": 1,
+        "status": status,
+        "attempts": 0 if queued else 1,
+        "lease_id": None,
+        "lease_expires_at": None,
+        "output": {"text": "Seeded example output."} if completed else None,
+        "error": None if queued or completed else {"code": "ai_server_error", "message": "seeded failure"},
+        "created_at": at,
+        "updated_at": at if queued else done,
+        "expires_at": at + timedelta(days=90),
+        "shard": shard,
+    }
+    if completed:  # what the worker's finish records, so the report needs no counter write
+        job |= {"completed_at": done, "latency_bucket": usage.latency_bucket(seconds)}
+    batch.create(db.collection("jobs").document(job_id), job)
     batch.commit()
-    if failed:  # a batch of its own: the refund may land on the shard the charge took from
+    if status in ("failed", "canceled"):  # a commit of its own, as the worker's finish is
         refund = db.batch()
-        credits.stage_refund(refund, user_id, 1, job_id, done)
+        credits.stage_refund(refund, user_id, 1, job_id, done, shard)
+        usage.stage_refunded(refund, user_id, task_type, status, 1, at, shard)
         refund.commit()
+    return job_id
 
 
 def history(users: dict[str, str], spiker: str) -> str:
@@ -97,7 +104,8 @@ def history(users: dict[str, str], spiker: str) -> str:
         for name, count in plan.items():
             for _ in range(count):
                 at = start + timedelta(seconds=rng.randint(0, 7 * 86400 - 3600))
-                past_job(users[name], rng.choice(TASKS), at, rng.random() < 0.1, rng.uniform(1, 40))
+                status: Status = "failed" if rng.random() < 0.1 else "completed"
+                past_job(users[name], rng.choice(TASKS), at, status, rng.uniform(1, 40))
     assert usage.week_of(reports.week_start(last)) == last
     return last
 

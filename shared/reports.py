@@ -1,12 +1,22 @@
-"""The weekly usage report, computed from the usage counters of ``shared.usage``.
+"""The weekly usage report, computed from the usage counters of ``shared.usage`` and a few
+aggregations over the jobs.
 
-Why counters and not the jobs: a week may hold any number of jobs, and the report
-needs figures per user (top spenders, per-user spikes), which Firestore's
-aggregation queries cannot group. The counters are kept exact by the commits that
-change jobs and credits, so the report reads one ``usage_weeks`` document per user
-active that week, four ``sum`` aggregations for the service's baseline, and the
-previous four weeks only of users busy enough to be flagged. Its cost grows with
-active users, never with jobs.
+Why counters and not the jobs: a week may hold any number of jobs, and the report needs
+figures per user (top spenders, per-user spikes), which Firestore's aggregation queries
+cannot group. The counters are kept exact by the commits that change jobs and credits.
+The report reads the day-shard documents of the week (``usage_days`` where ``week`` is
+it: per active user at most one a day per wallet shard), sums them per user, and asks the
+server for the rest: four ``sum`` aggregations for the service's baseline, four per user
+busy enough to be flagged for theirs, one ``count`` per histogram bucket for the completion
+times, and one small query for the week's jobs still unfinished. Its cost grows with active
+users (and how many shards each spreads over), never with jobs.
+
+A completed job writes no counter (a busy account would make its counters hot): completed
+is submitted minus failed, canceled and still unfinished, and each completed job carries its
+``latency_bucket``. Both are read a moment apart from the counters, so a job finishing in
+between can move one figure by one; the scheduled run comes hours after the week ended,
+when every job of it is final. Jobs go after ``JOB_RETENTION_DAYS`` (TTL), so a report first
+run later than that has no completion times; counters stay.
 
 Stored at ``reports/{week}``. The content depends only on the data, so running it
 again for the same week rewrites the same document.
@@ -131,7 +141,7 @@ def _service_baseline(week: str) -> list[int]:
     for back in range(1, BASELINE_WEEKS + 1):
         query = (
             client()
-            .collection_group("usage_weeks")
+            .collection_group("usage_days")
             .where(filter=firestore.FieldFilter("week", "==", shift(week, -back)))
         )
         totals.append(_aggregate(query.sum("jobs_total")))
@@ -139,15 +149,61 @@ def _service_baseline(week: str) -> list[int]:
 
 
 def _user_baselines(week: str, user_ids: list[str]) -> dict[str, list[int]]:
-    refs = [usage.week_ref(u, shift(week, -b)) for u in user_ids for b in range(1, BASELINE_WEEKS + 1)]
-    found = {s.reference.path: s for s in _get_all(refs)}
-    history: dict[str, list[int]] = {u: [] for u in user_ids}
-    for ref in refs:
-        snapshot = found.get(ref.path)
-        history[ref.parent.parent.id].append(
-            int(snapshot.get("jobs_total") or 0) if snapshot and snapshot.exists else 0
-        )
+    """Each user's job count in each of the previous weeks: a ``sum`` over their day shards."""
+    history: dict[str, list[int]] = {}
+    for user_id in user_ids:
+        history[user_id] = [
+            _aggregate(
+                usage.days(user_id)
+                .where(filter=firestore.FieldFilter("week", "==", shift(week, -back)))
+                .sum("jobs_total")
+            )
+            for back in range(1, BASELINE_WEEKS + 1)
+        ]
     return history
+
+
+def _per_user(week: str) -> list[dict[str, Any]]:
+    """The week's counters summed per user: every day-shard document of the week, once."""
+    query = client().collection_group("usage_days").where(filter=firestore.FieldFilter("week", "==", week))
+    users: dict[str, dict[str, Any]] = {}
+    for doc in _pages(query):
+        data = doc.to_dict() or {}
+        usage.add(users.setdefault(data["user_id"], {"user_id": data["user_id"]}), data)
+    return [users[u] for u in sorted(users)]
+
+
+def _of_week(start: datetime, status: firestore.FieldFilter) -> firestore.And:
+    """The filter of the week's jobs in a status (a filter, not a query: each caller runs its own)."""
+    return firestore.And(
+        [
+            status,
+            firestore.FieldFilter("created_at", ">=", start),
+            firestore.FieldFilter("created_at", "<", start + timedelta(weeks=1)),
+        ]
+    )
+
+
+def _unfinished(start: datetime) -> Counter[str]:
+    """Jobs of the week still queued or running, per task type (few: the sweeper ends them)."""
+    running = firestore.FieldFilter("status", "in", ["queued", "in_progress"])
+    query = client().collection("jobs").where(filter=_of_week(start, running))
+    return Counter(str(d.get("task_type")) for d in query.select(["task_type"]).stream())
+
+
+def _latencies(start: datetime) -> Counter[str]:
+    """The completion-time histogram of the week's jobs: one ``count`` per bucket."""
+    completed = (
+        client()
+        .collection("jobs")
+        .where(filter=_of_week(start, firestore.FieldFilter("status", "==", "completed")))
+    )
+    histogram: Counter[str] = Counter()
+    for index in range(len(usage.LATENCY_BOUNDS)):
+        bucket = f"{index:02d}"
+        query = completed.where(filter=firestore.FieldFilter("latency_bucket", "==", bucket))
+        histogram[bucket] = _aggregate(query.count())
+    return +histogram
 
 
 def _anomaly(
@@ -190,22 +246,24 @@ def _usernames(user_ids: list[str]) -> dict[str, str]:
 
 
 def build(week: str) -> dict[str, Any]:
-    """Compute the report for ``week`` from the counters (nothing is stored)."""
+    """Compute the report for ``week`` from the counters and the jobs (nothing is stored)."""
     settings = get_settings()
     start = week_start(week)
-    query = client().collection_group("usage_weeks").where(filter=firestore.FieldFilter("week", "==", week))
-    rows = [d.to_dict() or {} for d in _pages(query)]
+    rows = _per_user(week)
+    unfinished = _unfinished(start)
+    latency = _latencies(start)
 
     by_type: dict[str, Counter[str]] = {}
     credits: Counter[str] = Counter()
-    latency: Counter[str] = Counter()
     for row in rows:
-        for status in STATUSES:
-            for task_type, n in (row.get(status) or {}).items():
+        for field, status in (("jobs", "submitted"), ("failed", "failed"), ("canceled", "canceled")):
+            for task_type, n in (row.get(field) or {}).items():
                 by_type.setdefault(task_type, Counter())[status] += n
         for field in ("charged", "refunded", "granted", "adjusted"):
             credits[field] += row.get(field) or 0
-        latency.update(row.get("latency") or {})
+    for task_type, counts in by_type.items():
+        ended = counts["failed"] + counts["canceled"] + unfinished[task_type]
+        counts["completed"] = counts["submitted"] - ended
     jobs = {status: sum(c[status] for c in by_type.values()) for status in STATUSES}
     finished = jobs["completed"] + jobs["failed"]
 

@@ -1,32 +1,38 @@
-"""Usage counters per user, per day and per ISO week, kept in step with jobs and credits.
+"""Usage counters per user and day, in shard documents, kept in step with jobs and credits.
 
-Documents (owned here; written only through the ``stage_*`` functions, each inside
-the same atomic commit as the change it counts, so a counter can never drift from
-the jobs and the ledger):
+Documents (owned here; written only through the ``stage_*`` functions, each inside the same
+atomic commit as the change it counts, so a counter can never drift from the jobs and the
+ledger): ``users/{user_id}/usage_days/{YYYY-MM-DD}-{shard}``: ``{user_id, day, week,
+jobs_total, jobs: {task_type: n}, credits: {task_type: net credits spent}, charged,
+refunded, spent, failed: {task_type: n}, canceled: {task_type: n}, granted, adjusted}``.
+A day's figures are the sum over its shard documents.
 
-- ``users/{user_id}/usage_days/{YYYY-MM-DD}``: ``{user_id, day, jobs: {task_type: n},
-  credits: {task_type: net credits spent}}``; read by ``GET /usage``.
-- ``users/{user_id}/usage_weeks/{YYYY-Www}``: ``{user_id, week, jobs_total, submitted,
-  completed, failed, canceled: {task_type: n}, charged, refunded, spent, granted,
-  latency: {bucket: n}}``; read by the weekly report.
+Why shards: every job of a user is counted, so one counter document per user and day would
+take every submit of a busy account (at 50 jobs/s, 50 writes/s on one document; Firestore
+sustains about one). The caller names the shard, the wallet shard the job was charged from,
+so the counters spread exactly as the wallet does. Each write is an ``Increment`` under
+``set(merge=True)``: no read, no precondition, so it never makes a commit contend.
 
-A job counts in the day and week it was submitted (its ``created_at``), also when it
-finishes later; grants count when they are made. Counters use ``Increment``, which
-needs no read and so adds no contention to the commits that carry them.
+A job counts in the day (and ISO week) it was submitted, its ``created_at``, also when it
+is refunded later; grants count when they are made. A completed job writes no counter:
+submitted minus failed, canceled and still unfinished is completed, and the completion
+times are on the jobs themselves (``latency_bucket``, see ``shared.reports``).
 """
 
 from __future__ import annotations
 
 import bisect
+import random
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from google.cloud import firestore
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from shared.db import client
+from shared.settings import get_settings
 
 # Upper bounds (seconds) of the submit-to-completion histogram: a 1-2-5 series.
 LATENCY_BOUNDS = [b * m for m in (0.1, 1, 10, 100, 1000) for b in (1, 2, 5)] + [float("inf")]
@@ -46,83 +52,71 @@ def latency_bucket(seconds: float) -> str:
     return f"{bisect.bisect_left(LATENCY_BOUNDS, seconds):02d}"
 
 
-def _user(user_id: str) -> firestore.DocumentReference:
-    return client().collection("users").document(user_id)
-
-
-def week_ref(user_id: str, week: str) -> firestore.DocumentReference:
-    return _user(user_id).collection("usage_weeks").document(week)
-
-
 def days(user_id: str) -> firestore.CollectionReference:
-    return _user(user_id).collection("usage_days")
+    return client().collection("users").document(user_id).collection("usage_days")
+
+
+def day_ref(user_id: str, day: str, shard: int) -> firestore.DocumentReference:
+    return days(user_id).document(f"{day}-{shard}")
 
 
 def _bump(
-    batch: firestore.WriteBatch,
-    ref: firestore.DocumentReference,
-    keys: dict[str, Any],
-    counts: dict[str, int],
+    batch: firestore.WriteBatch, user_id: str, at: datetime, shard: int, counts: dict[str, int]
 ) -> None:
+    day = day_of(at)
     # set(merge=True) creates the document on first use; Increment adds to what is there.
-    fields: dict[str, Any] = dict(keys)
+    fields: dict[str, Any] = {"user_id": user_id, "day": day, "week": week_of(at)}
     for path, amount in counts.items():
         node = fields
         *parents, leaf = path.split(".")
         for parent in parents:
             node = node.setdefault(parent, {})
         node[leaf] = firestore.Increment(amount)
-    batch.set(ref, fields, merge=True)
+    batch.set(day_ref(user_id, day, shard), fields, merge=True)
 
 
 def stage_submitted(
-    batch: firestore.WriteBatch, user_id: str, task_type: str, cost: int, at: datetime
-) -> None:
-    week, day = week_of(at), day_of(at)
-    _bump(
-        batch,
-        week_ref(user_id, week),
-        {"user_id": user_id, "week": week},
-        {"jobs_total": 1, f"submitted.{task_type}": 1, "charged": cost, "spent": cost},
-    )
-    _bump(
-        batch,
-        days(user_id).document(day),
-        {"user_id": user_id, "day": day},
-        {f"jobs.{task_type}": 1, f"credits.{task_type}": cost},
-    )
-
-
-def stage_finished(
     batch: firestore.WriteBatch,
     user_id: str,
     task_type: str,
-    status: str,
+    cost: int,
+    at: datetime,
+    shard: int,
+) -> None:
+    counts = {"jobs_total": 1, f"jobs.{task_type}": 1, f"credits.{task_type}": cost}
+    _bump(batch, user_id, at, shard, counts | {"charged": cost, "spent": cost})
+
+
+def stage_refunded(
+    batch: firestore.WriteBatch,
+    user_id: str,
+    task_type: str,
+    status: Literal["failed", "canceled"],
     cost: int,
     created_at: datetime,
-    at: datetime,
+    shard: int,
 ) -> None:
-    """Count a job reaching ``status``; failed and canceled jobs were refunded ``cost``."""
-    counts = {f"{status}.{task_type}": 1}
-    if status == "completed":
-        counts[f"latency.{latency_bucket((at - created_at).total_seconds())}"] = 1
-    else:
-        counts.update({"refunded": cost, "spent": -cost})
-        day = day_of(created_at)
-        _bump(
-            batch,
-            days(user_id).document(day),
-            {"user_id": user_id, "day": day},
-            {f"credits.{task_type}": -cost},
-        )
-    week = week_of(created_at)
-    _bump(batch, week_ref(user_id, week), {"user_id": user_id, "week": week}, counts)
+    """Count a failed or canceled job, refunded ``cost``, on the day it was submitted."""
+    counts = {f"{status}.{task_type}": 1, f"credits.{task_type}": -cost}
+    _bump(batch, user_id, created_at, shard, counts | {"refunded": cost, "spent": -cost})
 
 
-def stage_granted(batch: firestore.WriteBatch, user_id: str, amount: int, at: datetime) -> None:
-    week = week_of(at)
-    field = "granted" if amount >= 0 else "adjusted"
-    _bump(batch, week_ref(user_id, week), {"user_id": user_id, "week": week}, {field: amount})
+def stage_granted(
+    batch: firestore.WriteBatch, user_id: str, amount: int, at: datetime, shard: int | None = None
+) -> None:
+    # Until shared.credits passes the shard (any one: a grant rewrites every wallet shard).
+    if shard is None:
+        shard = random.randrange(get_settings().wallet_shards)
+    _bump(batch, user_id, at, shard, {"granted" if amount >= 0 else "adjusted": amount})
+
+
+def add(total: dict[str, Any], data: dict[str, Any]) -> None:
+    """Add one shard document's counts into ``total`` (maps of counts added key by key)."""
+    for name, value in data.items():
+        if isinstance(value, dict):
+            add(total.setdefault(name, {}), value)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            total[name] = total.get(name, 0) + value
 
 
 MAX_RANGE_DAYS = 366
@@ -175,18 +169,28 @@ def _totals(jobs: dict[str, int], credits: dict[str, int]) -> dict[str, Any]:
 
 
 def history(user_id: str, query: UsageQuery) -> dict[str, Any]:
-    """Jobs and net credits spent per task type, per day with activity, and over the range."""
+    """Jobs and net credits spent per task type, per day with jobs, and over the range.
+
+    Reads every shard document of each day in the range: up to one per wallet shard a day.
+    """
     docs = (
         days(user_id)
         .where(filter=firestore.FieldFilter("day", ">=", query.from_.isoformat()))
         .where(filter=firestore.FieldFilter("day", "<=", query.to.isoformat()))
         .order_by("day")
+        .select(["day", "jobs", "credits"])
         .stream()
     )
-    per_day, all_jobs, all_credits = [], Counter[str](), Counter[str]()
+    by_day: defaultdict[str, dict[str, Any]] = defaultdict(dict)
     for doc in docs:
-        jobs, credits = doc.get("jobs") or {}, doc.get("credits") or {}
-        per_day.append({"date": doc.get("day"), **_totals(jobs, credits)})
+        data = doc.to_dict() or {}  # a day shard of grants only has no jobs or credits
+        add(by_day[data["day"]], {"jobs": data.get("jobs") or {}, "credits": data.get("credits") or {}})
+    per_day, all_jobs, all_credits = [], Counter[str](), Counter[str]()
+    for day, counts in sorted(by_day.items()):
+        jobs, credits = dict(sorted(counts["jobs"].items())), dict(sorted(counts["credits"].items()))
+        if not jobs:
+            continue  # a day of grants only
+        per_day.append({"date": day, **_totals(jobs, credits)})
         all_jobs.update(jobs)
         all_credits.update(credits)
     return {

@@ -216,46 +216,67 @@ def test_entry_type_not_its_id(db: firestore.Client) -> None:
     ]
 
 
-def test_week_counter_off_its_jobs(db: firestore.Client) -> None:
+def day_shards(client: firestore.Client, user_id: str, at: datetime) -> list[Any]:
+    days = user(client, user_id).collection("usage_days")
+    return [d for d in days.where(filter=FieldFilter("day", "==", day_of(at))).stream()]
+
+
+def test_day_counter_off_its_jobs(db: firestore.Client) -> None:
     _, data = job(db, "completed")
-    week = user(db, data["user_id"]).collection("usage_weeks").document(week_of(data["created_at"]))
-    charged = week.get().get("charged")
-    week.update({"charged": firestore.Increment(1)})
-    # Weeks past the retention horizon are not checked: TTL may have taken their jobs.
+    shards = day_shards(db, data["user_id"], data["created_at"])
+    charged = sum(d.get("charged") or 0 for d in shards)
+    shards[-1].reference.update({"charged": firestore.Increment(1)})
+    # Days past the retention horizon are not checked: TTL may have taken their jobs.
     old = datetime.now(UTC) - timedelta(days=120)
-    user(db, data["user_id"]).collection("usage_weeks").document(week_of(old)).set({"charged": 99})
-    where = f"user {data['user_id']} usage_weeks/{week.id}"
+    user(db, data["user_id"]).collection("usage_days").document(f"{day_of(old)}-0").set(
+        {"user_id": data["user_id"], "day": day_of(old), "week": week_of(old), "charged": 99}
+    )
+    where = f"user {data['user_id']} usage_days/{day_of(data['created_at'])}-*"
     assert found(db) == [f"{where}: charged is {charged + 1}, expected {charged}"]
 
 
 def test_day_counter_missing(db: firestore.Client) -> None:
     _, data = job(db, "completed")
-    day = user(db, data["user_id"]).collection("usage_days").document(day_of(data["created_at"]))
-    counts = day.get().to_dict() or {}
-    day.delete()
+    counts: dict[str, dict[str, int]] = {"credits": {}, "jobs": {}}
+    for shard in day_shards(db, data["user_id"], data["created_at"]):
+        for field in counts:
+            for task_type, n in (shard.get(field) or {}).items():
+                counts[field][task_type] = counts[field].get(task_type, 0) + n
+        shard.reference.delete()
     expected = sorted(
         f"{field}.{task_type} is 0, expected {n}"
         for field in ("credits", "jobs")
         for task_type, n in counts[field].items()
         if n
     )
-    assert found(db) == [f"user {data['user_id']} usage_days/{day.id} (missing): " + "; ".join(expected)]
+    where = f"user {data['user_id']} usage_days/{day_of(data['created_at'])}-* (missing)"
+    assert [line.split(": ", 1)[0] for line in found(db)] == [where]
+    assert set(expected) <= set(found(db)[0].split(": ", 1)[1].split("; "))
+
+
+def test_day_shard_with_the_wrong_keys(db: firestore.Client) -> None:
+    _, data = job(db, "completed")
+    shard = day_shards(db, data["user_id"], data["created_at"])[0]
+    shard.reference.update({"week": "2001-W01"})
+    copy = user(db, data["user_id"]).collection("usage_days").document("yesterday-1")
+    copy.set({"user_id": data["user_id"]})
+    right = week_of(data["created_at"])
+    assert sorted(found(db)) == sorted(
+        [
+            f"user {data['user_id']} usage_days/yesterday-1: not a day shard id (YYYY-MM-DD-N)",
+            f"user {data['user_id']} usage_days/{shard.id}: week is '2001-W01', expected '{right}'",
+        ]
+    )
 
 
 def test_completed_job_in_the_wrong_latency_bucket(db: firestore.Client) -> None:
     job_id, data = job(db, "completed")
-    db.collection("jobs").document(job_id).update({"updated_at": data["created_at"] + timedelta(hours=5)})
-    week = user(db, data["user_id"]).collection("usage_weeks").document(week_of(data["created_at"]))
-    counts = week.get().get("latency")
-    was, now = (
-        latency_bucket((data["updated_at"] - data["created_at"]).total_seconds()),
-        latency_bucket(5 * 3600),
-    )
-    wrong = [
-        f"latency.{was} is {counts[was]}, expected {counts[was] - 1}",
-        f"latency.{now} is {counts.get(now, 0)}, expected {counts.get(now, 0) + 1}",
+    db.collection("jobs").document(job_id).update({"completed_at": data["created_at"] + timedelta(hours=5)})
+    bucket = latency_bucket(5 * 3600)
+    assert found(db) == [
+        f"job {job_id} (user {data['user_id']}): latency_bucket {data['latency_bucket']!r},"
+        f" expected {bucket!r}"
     ]
-    assert found(db) == [f"user {data['user_id']} usage_weeks/{week.id}: " + "; ".join(sorted(wrong))]
 
 
 def test_job_queued_past_the_timeout(db: firestore.Client) -> None:

@@ -50,8 +50,7 @@ OWNER_UID = "u-rules-owner"
 DOCUMENTS: list[tuple[str, str, dict[str, Any]]] = [
     ("users", OWNER_UID, {"username": "alice", "credits": 10, "role": "user"}),
     (f"users/{OWNER_UID}/ledger", "grant-signup", {"type": "grant", "amount": 10}),
-    (f"users/{OWNER_UID}/usage_days", "2026-01-05", {"user_id": OWNER_UID, "day": "2026-01-05"}),
-    (f"users/{OWNER_UID}/usage_weeks", "2026-W02", {"user_id": OWNER_UID, "week": "2026-W02"}),
+    (f"users/{OWNER_UID}/usage_days", "2026-01-05-0", {"user_id": OWNER_UID, "day": "2026-01-05"}),
     ("usernames", "alice", {"user_id": OWNER_UID}),
     ("jobs", "job-rules-1", {"user_id": OWNER_UID, "status": "queued", "cost": 1}),
     ("idempotency", f"{OWNER_UID}-abc", {"user_id": OWNER_UID, "job_id": "job-rules-1"}),
@@ -628,6 +627,8 @@ def capture(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Capture:
 def exercise_every_query(api: Api, capture: Capture) -> None:
     """Data through the real functions, then every domain function that reads, in-process."""
     from shared import auth, catalog, credits, jobs, reports, usage
+    from shared.db import client
+    from shared.settings import get_settings
 
     token, user = api.signup()
     _, other = api.signup()
@@ -635,6 +636,11 @@ def exercise_every_query(api: Api, capture: Capture) -> None:
     for job_id in submitted:
         assert api.wait(token, job_id)["status"] == "completed"
     today = date.today()
+    # A user busy enough in the report's week that it reads their previous weeks too.
+    busy, monday = client().batch(), reports.week_start("2019-W12")
+    for _ in range(get_settings().anomaly_min_jobs):
+        usage.stage_submitted(busy, "index-busy-user", "summarize", 1, monday, 0)
+    busy.commit()
 
     with capture.on():
         _, cursor = jobs.list_for(user["id"], 1, None)
@@ -723,7 +729,7 @@ def test_the_index_analysis_can_fail() -> None:
     assert not verdict(empty, need(("user_id", "EQUAL"), orders=(("created_at", "DESCENDING"),)))
     assert not verdict(empty, need(("status", "EQUAL"), ("updated_at", "LESS_THAN")))
     assert not verdict(empty, need(("week", "EQUAL"), group=True))
-    summed = need_of(Shape("usage_weeks", "COLLECTION_GROUP", (("week", "EQUAL"),), (), ("sum:jobs_total",)))
+    summed = need_of(Shape("usage_days", "COLLECTION_GROUP", (("week", "EQUAL"),), (), ("sum:jobs_total",)))
     assert summed.kind == "composite" and not verdict(empty, summed)
     declared = {
         "indexes": [

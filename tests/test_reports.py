@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import requests
 from conftest import STACK_SECRET, Api, internal
 from fake_openai import FakeOpenAI, Status
 
+from scripts.seed import Status as JobStatus
+from scripts.seed import past_job
 from scripts.stack import Stack
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -20,30 +23,26 @@ def monday(week: str) -> datetime:
     return week_start(week)
 
 
-def user(username: str, created: datetime) -> str:
+def user(username: str, created: datetime, credits: int = 10) -> str:
     """A user document as signup writes it (profile, balance, grant), dated ``created``."""
-    from shared import credits
+    from shared import credits as wallet
     from shared.db import client
 
     user_id = f"report-{username}"
     batch = client().batch()
     profile = {"username": username, "password_hash": "x", "role": "user", "created_at": created}
-    credits.stage_open_account(batch, user_id, profile, 10, created)
+    wallet.stage_open_account(batch, user_id, profile, credits, created)
     batch.commit()
     return user_id
 
 
-def jobs(user_id: str, at: datetime, task_type: str, status: str, n: int = 1, seconds: float = 1.0) -> None:
-    """Count ``n`` jobs submitted at ``at`` that reached ``status`` (through the real counters)."""
-    from shared import usage
-    from shared.db import client
-
+def jobs(
+    user_id: str, at: datetime, task_type: str, status: JobStatus, n: int = 1, seconds: float = 1.0
+) -> None:
+    """``n`` jobs submitted at ``at`` that reached ``status`` ``seconds`` later: charged, counted
+    and (failed or canceled) refunded as the service records them."""
     for _ in range(n):
-        batch = client().batch()
-        usage.stage_submitted(batch, user_id, task_type, 1, at)
-        if status != "queued":
-            usage.stage_finished(batch, user_id, task_type, status, 1, at, at + timedelta(seconds=seconds))
-        batch.commit()
+        past_job(user_id, task_type, at, status, seconds)
 
 
 def run_report(stack: Stack, week: str | None = None, secret: str | None = STACK_SECRET) -> requests.Response:
@@ -130,7 +129,7 @@ THRESHOLDS = {
 def test_anomaly_thresholds(stack: Stack, case: str) -> None:
     year, past, now_count, flagged = THRESHOLDS[case]
     week = f"{year}-W30"
-    uid = user(f"rep_spiky_{year}", monday(week) - timedelta(weeks=10))
+    uid = user(f"rep_spiky_{year}", monday(week) - timedelta(weeks=10), credits=100)
     for back, count in zip(range(4, 0, -1), past, strict=True):
         jobs(
             uid, monday(week) - timedelta(weeks=back) + timedelta(hours=1), "summarize", "completed", n=count
@@ -173,7 +172,10 @@ def test_default_week_is_the_last_complete_one(stack: Stack) -> None:
 
 
 def test_counters_follow_the_real_flow(api: Api, fake_ai: FakeOpenAI) -> None:
+    from google.cloud.firestore import FieldFilter
+
     from shared import usage
+    from shared.db import client
 
     token, account = api.signup()
     fake_ai.script(Status(400))
@@ -183,11 +185,18 @@ def test_counters_follow_the_real_flow(api: Api, fake_ai: FakeOpenAI) -> None:
         assert api.wait(token, api.submit(token).json()["job_id"])["status"] == "completed"
 
     today = datetime.now(UTC).date()
-    week = usage.week_ref(account["id"], usage.week_of(today)).get().to_dict() or {}
-    assert week["jobs_total"] == 3 and week["submitted"] == {"translate": 1, "summarize": 2}
-    assert week["completed"] == {"summarize": 2} and week["failed"] == {"translate": 1}
+    week: dict[str, Any] = {}
+    for shard in (
+        usage.days(account["id"]).where(filter=FieldFilter("week", "==", usage.week_of(today))).stream()
+    ):
+        usage.add(week, shard.to_dict() or {})
+    assert week["jobs_total"] == 3 and week["jobs"] == {"translate": 1, "summarize": 2}
+    assert week["failed"] == {"translate": 1} and "canceled" not in week
     assert (week["charged"], week["refunded"], week["spent"], week["granted"]) == (3, 1, 2, 10)
-    assert sum(week["latency"].values()) == 2
+    # Completions are counted from the jobs: each completed one carries its latency bucket.
+    mine = client().collection("jobs").where(filter=FieldFilter("user_id", "==", account["id"])).stream()
+    buckets = {d.get("status"): (d.to_dict() or {}).get("latency_bucket") for d in mine}
+    assert buckets["completed"] is not None and buckets["failed"] is None
 
     response = api.call("GET", f"/usage?from={today}&to={today}", token)
     assert response.status_code == 200, response.text
