@@ -121,6 +121,10 @@ class Batch(firestore.WriteBatch):
         super().__init__(db)
         self.id = uuid.uuid4().hex
         self.receipt_ref: firestore.DocumentReference | None = None
+        self.receipt_time: datetime | None = None
+        """The receipt's update time once the round landed: a later write can be guarded by it
+        without reading the document again."""
+        self._receipt_index = 0
         self.resent = False
 
     def receipt(self, ref: firestore.DocumentReference, data: dict[str, Any]) -> dict[str, Any]:
@@ -130,6 +134,7 @@ class Batch(firestore.WriteBatch):
         round creates or moves, a grant record), so its stamp is still there to be read.
         """
         self.receipt_ref = ref
+        self._receipt_index = len(self)  # called as the write's argument: it is staged next
         return {**data, RECEIPT: self.id}
 
     def landed(self) -> bool:
@@ -140,7 +145,10 @@ class Batch(firestore.WriteBatch):
             seen = self.receipt_ref.get(field_paths=[RECEIPT])
         except gexc.GoogleAPIError as exc:
             raise OutcomeUnknown(f"could not confirm the change: {type(exc).__name__}") from exc
-        return seen.exists and (seen.to_dict() or {}).get(RECEIPT) == self.id
+        if not (seen.exists and (seen.to_dict() or {}).get(RECEIPT) == self.id):
+            return False
+        self.receipt_time = seen.update_time
+        return True
 
     def send(self) -> None:
         """Commit, noting whether the library had to re-send it (then it may have landed before)."""
@@ -157,7 +165,9 @@ class Batch(firestore.WriteBatch):
             timeout=settings.firestore_timeout_seconds,
             on_error=resending,
         )
-        self.commit(retry=retry, timeout=settings.firestore_timeout_seconds)
+        results = self.commit(retry=retry, timeout=settings.firestore_timeout_seconds)
+        if self.receipt_ref is not None:
+            self.receipt_time = results[self._receipt_index].update_time
 
 
 def put(batch: firestore.WriteBatch, snapshot: Snapshot, data: dict[str, Any]) -> None:

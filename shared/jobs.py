@@ -200,6 +200,8 @@ def submit(user_id: str, job: JobCreate, idempotency_key: str | None, enqueue: E
         if seen.exists and seen.get("expires_at") > now():
             return replay(seen)
     limits.take_submit_slot(user_id)
+    # Where to look first: one aggregation read tells how wide the balance is spread.
+    spread = credits.width(credits.balance(user_id))
 
     def decide(batch: Batch) -> JobAccepted | None:
         at = now()
@@ -214,8 +216,9 @@ def submit(user_id: str, job: JobCreate, idempotency_key: str | None, enqueue: E
                 "expires_at": at + IDEMPOTENCY_TTL,
             }
             put(batch, seen, record)
-        credits.stage_charge(batch, user_id, cost, job_ref.id, at)
-        usage.stage_submitted(batch, user_id, job.task_type, cost, at)
+        shard = credits.stage_charge(batch, user_id, cost, job_ref.id, at, spread)
+        # The usage counter spreads exactly as the wallet does: one document per day and shard.
+        usage.stage_submitted(batch, user_id, job.task_type, cost, at, shard)
         document = {
             **body,
             "user_id": user_id,
@@ -229,6 +232,7 @@ def submit(user_id: str, job: JobCreate, idempotency_key: str | None, enqueue: E
             "created_at": at,
             "updated_at": at,
             "expires_at": at + timedelta(days=settings.job_retention_days),
+            "shard": shard,
         }
         batch.create(job_ref, batch.receipt(job_ref, document))
         return None  # charged: the answer is made once the task is on its way
@@ -294,6 +298,15 @@ def _error(code: str, message: str) -> dict[str, str]:
     return {"code": code, "message": message}
 
 
+@dataclass(frozen=True)
+class _Known:
+    """A job as a commit of this process left it, and that commit's time: a write guarded by
+    ``update_time`` needs no read to know the job is still so."""
+
+    data: dict[str, Any]
+    update_time: datetime
+
+
 def _finish(
     job_id: str,
     lease_id: str | None,
@@ -302,26 +315,35 @@ def _finish(
     output: dict[str, Any] | None = None,
     error: dict[str, str] | None = None,
     forget: firestore.DocumentReference | None = None,
-    still: Callable[[Snapshot], bool] = lambda job: True,
+    still: Callable[[dict[str, Any]], bool] = lambda job: True,
+    known: _Known | None = None,
 ) -> JobPublic | None:
     """Move a job to a final state; ``None`` if it is no longer ours to move.
 
     ``lease_id=None`` finishes a job still ``queued`` (cancel, enqueue failure);
     otherwise the job must be ``in_progress`` under that lease; ``still`` can
     require more of the job as read in the commit's own round. Failing and
-    canceling refund the cost in the same commit.
+    canceling refund the cost in the same commit. With ``known`` (the worker's own
+    claim), the first round writes without reading; if the job changed since, the
+    precondition fails and the next round reads it.
     """
     ref = _jobs().document(job_id)
+    first = [known] if known is not None else []
 
     def decide(batch: Batch) -> JobPublic | None:
         at = now()
-        job = ref.get()
-        if not job.exists:
-            return None
+        if first:
+            seen = first.pop()
+            job, option = seen.data, client().write_option(last_update_time=seen.update_time)
+        else:
+            snapshot = ref.get()
+            if not snapshot.exists:
+                return None
+            job, option = snapshot.to_dict() or {}, unchanged(snapshot)
         expected = "queued" if lease_id is None else "in_progress"
         if job.get("status") != expected or job.get("lease_id") != lease_id or not still(job):
             return None
-        changes = {
+        changes: dict[str, Any] = {
             "status": status,
             "output": output,
             "error": error,
@@ -329,21 +351,18 @@ def _finish(
             "lease_id": None,
             "lease_expires_at": None,
         }
-        batch.update(ref, batch.receipt(ref, changes), option=unchanged(job))
-        if status != "completed":
-            credits.stage_refund(batch, job.get("user_id"), job.get("cost"), job_id, at)
-        usage.stage_finished(
-            batch,
-            job.get("user_id"),
-            job.get("task_type"),
-            status,
-            job.get("cost"),
-            job.get("created_at"),
-            at,
-        )
+        user_id, cost, shard = job["user_id"], job["cost"], int(job.get("shard") or 0)
+        if status == "completed":
+            # What the weekly report counts completions and their latency by, with no counter.
+            changes["completed_at"] = at
+            changes["latency_bucket"] = usage.latency_bucket((at - job["created_at"]).total_seconds())
+        else:
+            credits.stage_refund(batch, user_id, cost, job_id, at, shard)
+            usage.stage_refunded(batch, user_id, job["task_type"], status, cost, job["created_at"], shard)
+        batch.update(ref, batch.receipt(ref, changes), option=option)
         if forget is not None:
             batch.delete(forget)
-        return JobPublic(job_id=job_id, **{**(job.to_dict() or {}), **changes})
+        return JobPublic(job_id=job_id, **{**job, **changes})
 
     return commit_optimistically(decide)
 
@@ -354,14 +373,18 @@ class _Claim:
     input_data: Any
     options: dict[str, Any]
     attempt: int
+    known: _Known
 
 
 def _claim(job_id: str, lease_id: str) -> _Claim | str:
     """Take the job for one attempt, or say why not (its status, or ``missing``)."""
     settings = get_settings()
     ref = _jobs().document(job_id)
+    rounds: list[Batch] = []
+    taken: dict[str, Any] = {}
 
-    def decide(batch: Batch) -> _Claim | str:
+    def decide(batch: Batch) -> str | None:
+        rounds.append(batch)
         at = now()
         job = ref.get()
         if not job.exists:
@@ -371,18 +394,26 @@ def _claim(job_id: str, lease_id: str) -> _Claim | str:
             raise Conflict("another delivery is running this job", code="job_in_progress")
         if status not in ("queued", "in_progress"):
             return str(status)
-        attempt = int(job.get("attempts")) + 1
         claim = {
             "status": "in_progress",
-            "attempts": attempt,
+            "attempts": int(job.get("attempts")) + 1,
             "lease_id": lease_id,
             "lease_expires_at": at + timedelta(seconds=settings.job_lease_seconds),
             "updated_at": at,
         }
         batch.update(ref, batch.receipt(ref, claim), option=unchanged(job))
-        return _Claim(job.get("task_type"), job.get("input_data"), job.get("options"), attempt)
+        taken.clear()
+        taken.update({**(job.to_dict() or {}), **claim})
+        return None
 
-    return commit_optimistically(decide)
+    refused = commit_optimistically(decide)
+    if refused is not None:
+        return refused
+    when = rounds[-1].receipt_time
+    assert when is not None  # the round committed (or was found landed): its time is known
+    return _Claim(
+        taken["task_type"], taken["input_data"], taken["options"], taken["attempts"], _Known(taken, when)
+    )
 
 
 def _release(job_id: str, lease_id: str, error: dict[str, str]) -> bool:
@@ -419,21 +450,23 @@ def run(job_id: str, provider: Provider) -> str:
     claim = _claim(job_id, lease_id)
     if isinstance(claim, str):
         return claim
+    known = claim.known
     if claim.attempt > get_settings().job_max_attempts:
-        _finish(job_id, lease_id, "failed", error=_error("attempts_exhausted", "the AI call kept failing"))
+        error = _error("attempts_exhausted", "the AI call kept failing")
+        _finish(job_id, lease_id, "failed", error=error, known=known)
         return "failed"
     try:
         output = provider(claim.task_type, claim.input_data, claim.options)
     except RetryableProviderError as exc:
         if claim.attempt >= get_settings().job_max_attempts:
-            _finish(job_id, lease_id, "failed", error=_error(exc.code, exc.message))
+            _finish(job_id, lease_id, "failed", error=_error(exc.code, exc.message), known=known)
             return "failed"
         _release(job_id, lease_id, _error(exc.code, exc.message))
         raise Unavailable(f"the AI call failed ({exc.code}); retry", code=exc.code) from None
     except PermanentProviderError as exc:
-        _finish(job_id, lease_id, "failed", error=_error(exc.code, exc.message))
+        _finish(job_id, lease_id, "failed", error=_error(exc.code, exc.message), known=known)
         return "failed"
-    done = _finish(job_id, lease_id, "completed", output=output)
+    done = _finish(job_id, lease_id, "completed", output=output, known=known)
     return "completed" if done is not None else "lease_lost"
 
 
@@ -467,9 +500,7 @@ def sweep(enqueue: Enqueue, limit: int = 500) -> dict[str, int]:
         lease_id, attempts = job.get("lease_id"), int(job.get("attempts"))
         if attempts >= settings.job_max_attempts:
             error = _error("attempts_exhausted", "the job's worker stopped on its last attempt")
-            if _finish(
-                job.id, lease_id, "failed", error=error, still=lambda j: j.get("lease_expires_at") < at
-            ):
+            if _finish(job.id, lease_id, "failed", error=error, still=lambda j: j["lease_expires_at"] < at):
                 counts["failed"] += 1
         elif _release(job.id, lease_id, _error("lease_expired", "the job's worker stopped; retrying")):
             counts["requeued"] += 1
@@ -479,7 +510,7 @@ def sweep(enqueue: Enqueue, limit: int = 500) -> dict[str, int]:
     cutoff = at - timedelta(seconds=settings.queued_timeout_seconds)
     for job in _stuck("queued", "updated_at", cutoff, limit):
         error = _error("queue_timeout", "the job was never run")
-        if _finish(job.id, None, "failed", error=error, still=lambda j: j.get("updated_at") < cutoff):
+        if _finish(job.id, None, "failed", error=error, still=lambda j: j["updated_at"] < cutoff):
             counts["failed"] += 1
     unsent = at - timedelta(seconds=settings.outbox_delay_seconds)
     for job in _stuck("queued", "updated_at", unsent, limit, attempts=0):

@@ -164,8 +164,8 @@ class Settings(BaseSettings):
     submit_rate_per_minute: int = Field(120, ge=1)
     """Jobs one user may submit per clock minute; more get 429, uncharged."""
 
-    wallet_shards: int = Field(16, ge=1, le=256)
-    """Shard documents a new account's balance is spread over; may be raised or lowered later."""
+    wallet_shards: int = Field(64, ge=1, le=256)
+    """Most shard documents one balance is spread over (one per 20 credits); may change later."""
 
     signup_rate_per_hour: int = Field(20, ge=1)
     """Signups one client address may make per clock hour; more get 429."""

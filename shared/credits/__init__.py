@@ -47,9 +47,11 @@ __all__ = [
     "stage_charge",
     "stage_open_account",
     "stage_refund",
+    "width",
 ]
 
 balance = wallet.balance
+width = wallet.width
 
 
 def stage_open_account(
@@ -62,19 +64,27 @@ def stage_open_account(
     usage.stage_granted(batch, user_id, grant, at)
 
 
-def stage_charge(batch: firestore.WriteBatch, user_id: str, amount: int, job_id: str, at: datetime) -> None:
-    """Stage a job's charge; ``InsufficientCredits`` (staging nothing) when the wallet cannot pay."""
-    short = wallet.stage_take(batch, user_id, amount)
-    if short is not None:
-        raise InsufficientCredits(f"this job costs {amount} credits; the balance is {short}")
-    batch.create(
-        ledger.entries(user_id).document(f"charge-{job_id}"), ledger.entry("charge", -amount, job_id, at)
-    )
+def stage_charge(
+    batch: firestore.WriteBatch, user_id: str, amount: int, job_id: str, at: datetime, spread: int
+) -> int:
+    """Stage a job's charge, trying one of the first ``spread`` shards first (``width`` of a
+    recent balance); returns the shard it was taken from, for its refund.
+
+    ``InsufficientCredits`` (staging nothing) when the whole wallet cannot pay.
+    """
+    taken = wallet.stage_take(batch, user_id, amount, spread)
+    if taken.shard is None:
+        raise InsufficientCredits(f"this job costs {amount} credits; the balance is {taken.short}")
+    charge = ledger.entry("charge", -amount, job_id, at)
+    batch.create(ledger.entries(user_id).document(f"charge-{job_id}"), charge)
+    return taken.shard
 
 
-def stage_refund(batch: firestore.WriteBatch, user_id: str, amount: int, job_id: str, at: datetime) -> None:
-    """Stage the refund of a job's charge; its fixed ledger id makes a second one fail."""
-    wallet.stage_add(batch, user_id, amount)
-    batch.create(
-        ledger.entries(user_id).document(f"refund-{job_id}"), ledger.entry("refund", amount, job_id, at)
-    )
+def stage_refund(
+    batch: firestore.WriteBatch, user_id: str, amount: int, job_id: str, at: datetime, shard: int
+) -> None:
+    """Stage the refund of a job's charge to the shard it came from; its fixed ledger id makes
+    a second one fail."""
+    wallet.stage_add(batch, user_id, amount, shard)
+    refund = ledger.entry("refund", amount, job_id, at)
+    batch.create(ledger.entries(user_id).document(f"refund-{job_id}"), refund)

@@ -4,27 +4,35 @@ so that concurrent charges of one account rarely touch the same document.
 Documents: ``users/{user_id}/wallet/{n}``: ``{credits}``, an integer that is never negative.
 The balance is the sum over every shard document that exists.
 
-- Opening an account creates ``WALLET_SHARDS`` shards with the signup grant split evenly.
-- A charge reads one random shard. If it can pay, it is decremented under a precondition on
-  the update time it was read at, so two charges never spend the same credit; racing
-  charges mostly pick different shards, so they rarely conflict. If it cannot pay (it is
-  empty, or the balance is spread thinner than the price), every shard is read in one
-  query and as many of them are taken from as the amount needs, each under its own
-  precondition. ``402`` is answered only when that whole, consistent read cannot pay.
-- A refund adds to one random shard with ``Increment``: no read, no precondition, so it
-  never contends with charges; a missing shard is created by it.
-- A grant or an adjustment rewrites every shard under a precondition, so the balance it
-  answers is exact (grants are rare; a charge racing one simply retries).
+How wide a balance is spread: ``width(balance)`` shards, one per ``CREDITS_PER_SHARD``
+(20) credits, at least 1 and at most ``WALLET_SHARDS`` (64). A 10-credit account lives in
+one document, as before; an account with 1,280 credits or more is spread over all 64, so
+64 concurrent charges rarely meet on a shard, and at 50 charges a second each shard is
+written less than once a second.
 
-Shard count: ``WALLET_SHARDS`` (16). Raising it is safe at any time: new shard ids start
-missing (zero), fill as refunds and grants land on them, and a charge that picks one falls
-back to the full read. Lowering it is safe too: the full read takes every shard document
-that exists, whatever its id, so no credit is stranded.
+- Opening an account writes the signup grant over ``width(grant)`` shards.
+- A charge reads the balance (a ``sum`` aggregation, one read), then one random shard among
+  the first ``width(balance)``. If that shard can pay, it is decremented under a
+  precondition on the update time it was read at, so two charges never spend the same
+  credit; racing charges mostly pick different shards. If it cannot pay (it is empty, or
+  the balance is spread thinner than the price), every shard is read in one query and as
+  many are taken from as the amount needs, each under its own precondition. ``402`` is
+  answered only when that whole, consistent read cannot pay.
+- A refund adds, with ``Increment`` (no read, no contention), to the shard its charge was
+  taken from (the job records it), so credits stay where charges look for them.
+- A grant or an adjustment reads every shard and rewrites them all under preconditions,
+  spread evenly over ``width(new balance)``: it rebalances, and the balance it answers is
+  exact (grants are rare; a charge racing one simply retries).
+
+``WALLET_SHARDS`` may be raised or lowered at any time: a charge only ever picks a shard
+as a first guess, and the full read takes every shard document that exists, whatever its
+id, so no credit is stranded; the next grant respreads the balance.
 """
 
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from typing import Any
 
 from google.cloud import firestore
@@ -38,8 +46,12 @@ def shards(user_id: str) -> firestore.CollectionReference:
     return client().collection("users").document(user_id).collection("wallet")
 
 
-def _count() -> int:
-    return get_settings().wallet_shards
+CREDITS_PER_SHARD = 20
+
+
+def width(balance: int) -> int:
+    """How many shards a balance is spread over."""
+    return max(1, min(get_settings().wallet_shards, balance // CREDITS_PER_SHARD))
 
 
 def split(amount: int, parts: int) -> list[int]:
@@ -53,8 +65,8 @@ def _credits(shard: Snapshot) -> int:
 
 
 def stage_open(batch: firestore.WriteBatch, user_id: str, amount: int) -> None:
-    """Create every shard of a new account, ``amount`` spread over them."""
-    for n, part in enumerate(split(amount, _count())):
+    """Create the shards of a new account, ``amount`` spread over ``width(amount)`` of them."""
+    for n, part in enumerate(split(amount, width(amount))):
         batch.create(shards(user_id).document(str(n)), {"credits": part})
 
 
@@ -67,67 +79,72 @@ def read_all(user_id: str) -> list[Snapshot]:
     return found
 
 
-def stage_take(batch: firestore.WriteBatch, user_id: str, amount: int) -> int | None:
-    """Stage taking ``amount`` (> 0) from the user's shards.
+@dataclass(frozen=True)
+class Taken:
+    """What ``stage_take`` did: the shard it took from first (``None`` if it took nothing)
+    and, when it could not pay, the balance it saw."""
 
-    Returns ``None`` when it is staged (one read when one random shard can pay), else the
-    balance the full read saw, less than ``amount``: then nothing is staged and the caller
-    refuses.
+    shard: int | None
+    short: int | None = None
+
+
+def stage_take(batch: firestore.WriteBatch, user_id: str, amount: int, spread: int) -> Taken:
+    """Stage taking ``amount`` (> 0) from the user's shards, trying one of the first
+    ``spread`` first (``width`` of a recent balance).
+
+    One read when that shard can pay; else one read of every shard. When even they cannot
+    pay, nothing is staged and ``Taken.short`` is the balance they hold.
     """
-    one = shards(user_id).document(str(random.randrange(_count()))).get()
+    one = shards(user_id).document(str(random.randrange(spread))).get()
     if _credits(one) >= amount:
         batch.update(one.reference, {"credits": firestore.Increment(-amount)}, option=unchanged(one))
-        return None
+        return Taken(_index(one))
     every = read_all(user_id)
     total = sum(_credits(s) for s in every)
     if total < amount:
-        return total
+        return Taken(None, total)
     random.shuffle(every)  # spread the takers of a thin balance over different shards
-    remaining = amount
+    remaining, first = amount, None
     for shard in every:
         part = min(_credits(shard), remaining)
         if part > 0:
             batch.update(shard.reference, {"credits": firestore.Increment(-part)}, option=unchanged(shard))
             remaining -= part
+            first = first if first is not None else _index(shard)
         if remaining == 0:
             break
-    return None
+    return Taken(first)
 
 
-def stage_add(batch: firestore.WriteBatch, user_id: str, amount: int) -> None:
-    """Stage adding ``amount`` (> 0) to one random shard, with no read."""
-    ref = shards(user_id).document(str(random.randrange(_count())))
-    batch.set(ref, {"credits": firestore.Increment(amount)}, merge=True)
+def _index(shard: Snapshot) -> int:
+    # Shard ids are small integers; anything else (written by hand) counts as shard 0.
+    return int(shard.id) if shard.id.isdecimal() and shard.id.isascii() else 0
+
+
+def stage_add(batch: firestore.WriteBatch, user_id: str, amount: int, shard: int) -> None:
+    """Stage adding ``amount`` (> 0) to ``shard``, with no read (created if missing)."""
+    batch.set(shards(user_id).document(str(shard)), {"credits": firestore.Increment(amount)}, merge=True)
 
 
 def stage_rewrite(batch: firestore.WriteBatch, user_id: str, change: int) -> int:
-    """Stage adding ``change`` (either sign) across every shard, each under a precondition,
-    so that the balance returned (after the change) is exact when the batch commits.
-
-    The caller checks that the balance before (returned minus ``change``) allows it.
+    """Stage adding ``change`` (either sign) by rewriting every shard under a precondition,
+    the new balance spread evenly over ``width`` of it; returns that balance, exact when the
+    batch commits. A negative return means it would go below zero: nothing is staged.
     """
     every = {s.id: s for s in read_all(user_id)}
-    total = sum(_credits(s) for s in every.values())
-    if total + change < 0:
-        return total + change
-    ids = sorted(set(every) | {str(n) for n in range(_count())}, key=lambda i: (len(i), i))
-    targets = {i: _credits(every[i]) if i in every else 0 for i in ids}
-    if change >= 0:
-        for i, part in zip(ids, split(change, len(ids)), strict=True):
-            targets[i] += part
-    else:
-        owed = -change
-        for i in sorted(ids, key=lambda i: -targets[i]):
-            part = min(targets[i], owed)
-            targets[i] -= part
-            owed -= part
-    for i in ids:
+    after = sum(_credits(s) for s in every.values()) + change
+    if after < 0:
+        return after
+    spread = width(after)
+    targets = {i: 0 for i in every}
+    targets.update({str(n): part for n, part in enumerate(split(after, spread))})
+    for i in sorted(targets, key=lambda i: (len(i), i)):
         if i in every:
             data: dict[str, Any] = {"credits": firestore.Increment(targets[i] - _credits(every[i]))}
             batch.update(every[i].reference, data, option=unchanged(every[i]))
         else:
             batch.create(shards(user_id).document(i), {"credits": targets[i]})
-    return total + change
+    return after
 
 
 def balance(user_id: str) -> int:
