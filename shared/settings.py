@@ -164,7 +164,7 @@ class Settings(BaseSettings):
     submit_rate_per_minute: int = Field(120, ge=1)
     """Jobs one user may submit per clock minute; more get 429, uncharged."""
 
-    wallet_shards: int = Field(64, ge=1, le=256)
+    wallet_shards: int = Field(256, ge=1, le=400)
     """Most shard documents one balance is spread over (one per 20 credits); may change later."""
 
     signup_rate_per_hour: int = Field(20, ge=1)

@@ -31,9 +31,9 @@ def priced() -> Iterator[Any]:
 def test_a_balance_is_spread_one_shard_per_20_credits(api: Api, functions_server: Any) -> None:
     _, small = api.signup()
     assert shards(small["id"]) == {"0": 10}  # a small account is one document, as before
-    _, big = Api(functions_server(SIGNUP_CREDITS="1300")).signup()
+    _, big = Api(functions_server(SIGNUP_CREDITS="5200")).signup()
     held = shards(big["id"])
-    assert len(held) == 64 and sum(held.values()) == 1300 and set(held.values()) <= {20, 21}
+    assert len(held) == 256 and sum(held.values()) == 5200 and set(held.values()) <= {20, 21}
 
 
 def test_a_thin_balance_pays_for_a_job_dearer_than_any_shard(
