@@ -199,9 +199,9 @@ def submit(user_id: str, job: JobCreate, idempotency_key: str | None, enqueue: E
         seen = idem_ref.get()
         if seen.exists and seen.get("expires_at") > now():
             return replay(seen)
-    limits.take_submit_slot(user_id)
     # Where to look first: one aggregation read tells how wide the balance is spread.
-    spread = credits.width(credits.balance(user_id))
+    balance = credits.balance(user_id)
+    spread = credits.width(balance)
 
     def decide(batch: Batch) -> JobAccepted | None:
         at = now()
@@ -217,8 +217,9 @@ def submit(user_id: str, job: JobCreate, idempotency_key: str | None, enqueue: E
             }
             put(batch, seen, record)
         shard = credits.stage_charge(batch, user_id, cost, job_ref.id, at, spread)
-        # The usage counter spreads exactly as the wallet does: one document per day and shard.
-        usage.stage_submitted(batch, user_id, job.task_type, cost, at, shard)
+        # The submit limit is decided on the day-shard usage document this commit writes.
+        counter = limits.submit_counter(user_id, shard, at)
+        usage.stage_submitted(batch, user_id, job.task_type, cost, at, counter)
         document = {
             **body,
             "user_id": user_id,
@@ -251,9 +252,9 @@ def submit(user_id: str, job: JobCreate, idempotency_key: str | None, enqueue: E
         # Someone else moved it first (a cancel): it was charged and refunded like any job.
     except Unavailable:
         logger.warning("job %s: the queue did not confirm its task; the outbox will send it", job_ref.id)
-    # The balance as of this answer (one aggregation read): with other movements of the
-    # account racing, it may already include them.
-    return JobAccepted(job_id=job_ref.id, status="queued", cost=cost, credits=credits.balance(user_id))
+    # The balance the charge was decided on, less its cost: exact unless other movements of
+    # the account raced it (re-reading it would cost a read per job).
+    return JobAccepted(job_id=job_ref.id, status="queued", cost=cost, credits=max(0, balance - cost))
 
 
 def _owned(user_id: str, job_id: str) -> Snapshot:

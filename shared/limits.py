@@ -7,8 +7,8 @@ Firestore's TTL policy):
 - ``login_attempts/{username}-{window}``: ``{count}`` of logins tried for that name in one
   ``LOGIN_WINDOW_SECONDS`` clock window. Keyed by the name as typed (normalised),
   whether or not an account has it, so the lock itself does not reveal which exist.
-- ``rate_windows/{user_id}-{k}-{minute}``: ``{count}`` of jobs submitted in that minute on
-  counter ``k`` of the user's ``ceil(SUBMIT_RATE_PER_MINUTE / 60)``.
+- submits per minute: counted in the day's usage documents (``shared.usage``), see
+  ``submit_counter``.
 - ``rate_windows/signup-{sha256(address)}-{hour}``: ``{count}`` of signups from one
   client address (see ``client_address``) in that clock hour.
 """
@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
-from shared.db import client, now
+from shared import usage
+from shared.db import Snapshot, client, now
 from shared.errors import TooManyRequests
 from shared.settings import get_settings
 
@@ -102,34 +103,31 @@ SUBMITS_PER_COUNTER = 60
 """A submit counter admits at most this many a minute: about one write a second."""
 
 
-def take_submit_slot(user_id: str) -> None:
-    """Count one submission in the user's current minute; 429 past the limit.
+def submit_counter(user_id: str, shard: int, at: datetime) -> Snapshot:
+    """The day-shard usage document that counts this submit, read; 429 past the limit.
 
-    One write and no read, so it never contends with the charge's preconditions. The limit
-    is split over ``ceil(limit / 60)`` counters per minute, each admitting its share, so no
-    counter is written much more than once a second and the shares add up to the limit
-    exactly: more are never admitted. A submit that meets a full share tries one other.
+    The per-minute limit is split over ``ceil(limit / 60)`` counters, each admitting its
+    share; the counts live in the day's usage documents (``submits.{HHMM}``), which the
+    charge's own commit writes anyway, guarded by this read: so the limit costs no write of
+    its own, two submits cannot both take a counter's last place, no counter is written much
+    more than once a second, and the shares add up to the limit exactly. The counter is the
+    wallet shard's (mod the number of counters); a submit that finds it full tries one other.
     """
     limit = get_settings().submit_rate_per_minute
     parts = math.ceil(limit / SUBMITS_PER_COUNTER)
-    refusal = f"more than {limit} jobs in a minute; slow down"
-    tries = random.sample(range(parts), min(2, parts))
-    for k in tries:
-        share = limit // parts + (1 if k < limit % parts else 0)
-        try:
-            _take(
-                "rate_windows",
-                f"{user_id}-{k}",
-                60,
-                share,
-                timedelta(hours=1),
-                refusal,
-                "submit_rate_limited",
-            )
-            return
-        except TooManyRequests:
-            if k == tries[-1]:
-                raise
+    first = shard % parts
+    day = usage.day_of(at)
+    for counter in [first] + ([(first + 1 + random.randrange(parts - 1)) % parts] if parts > 1 else []):
+        seen = usage.day_ref(user_id, day, counter).get()
+        share = limit // parts + (1 if counter < limit % parts else 0)
+        if usage.submits_in_minute(seen, at) < share:
+            return seen
+    end = at.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    raise TooManyRequests(
+        f"more than {limit} jobs in a minute; slow down",
+        math.ceil((end - at).total_seconds()),
+        code="submit_rate_limited",
+    )
 
 
 def take_signup_slot(address: str) -> None:

@@ -31,7 +31,7 @@ from typing import Annotated, Any, Literal
 from google.cloud import firestore
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from shared.db import client
+from shared.db import Snapshot, client, unchanged
 from shared.settings import get_settings
 
 # Upper bounds (seconds) of the submit-to-completion histogram: a 1-2-5 series.
@@ -60,31 +60,57 @@ def day_ref(user_id: str, day: str, shard: int) -> firestore.DocumentReference:
     return days(user_id).document(f"{day}-{shard}")
 
 
-def _bump(
-    batch: firestore.WriteBatch, user_id: str, at: datetime, shard: int, counts: dict[str, int]
-) -> None:
-    day = day_of(at)
-    # set(merge=True) creates the document on first use; Increment adds to what is there.
-    fields: dict[str, Any] = {"user_id": user_id, "day": day, "week": week_of(at)}
+def _fields(user_id: str, at: datetime, counts: dict[str, int]) -> dict[str, Any]:
+    fields: dict[str, Any] = {"user_id": user_id, "day": day_of(at), "week": week_of(at)}
     for path, amount in counts.items():
         node = fields
         *parents, leaf = path.split(".")
         for parent in parents:
             node = node.setdefault(parent, {})
         node[leaf] = firestore.Increment(amount)
-    batch.set(day_ref(user_id, day, shard), fields, merge=True)
+    return fields
+
+
+def _bump(
+    batch: firestore.WriteBatch, user_id: str, at: datetime, shard: int, counts: dict[str, int]
+) -> None:
+    # set(merge=True) creates the document on first use; Increment adds to what is there.
+    batch.set(day_ref(user_id, day_of(at), shard), _fields(user_id, at, counts), merge=True)
+
+
+def minute_of(at: datetime) -> str:
+    """The key of ``at``'s minute in a day document's ``submits`` (``HHMM``, UTC)."""
+    return at.strftime("%H%M")
+
+
+def submits_in_minute(seen: Snapshot, at: datetime) -> int:
+    """How many submits the day-shard document ``seen`` counted in ``at``'s minute."""
+    return int(((seen.to_dict() or {}).get("submits") or {}).get(minute_of(at)) or 0)
+
+
+def _submitted(task_type: str, cost: int, at: datetime) -> dict[str, int]:
+    counts = {"jobs_total": 1, f"jobs.{task_type}": 1, f"credits.{task_type}": cost}
+    return counts | {"charged": cost, "spent": cost, f"submits.{minute_of(at)}": 1}
 
 
 def stage_submitted(
-    batch: firestore.WriteBatch,
-    user_id: str,
-    task_type: str,
-    cost: int,
-    at: datetime,
-    shard: int,
+    batch: firestore.WriteBatch, user_id: str, task_type: str, cost: int, at: datetime, seen: Snapshot
 ) -> None:
-    counts = {"jobs_total": 1, f"jobs.{task_type}": 1, f"credits.{task_type}": cost}
-    _bump(batch, user_id, at, shard, counts | {"charged": cost, "spent": cost})
+    """Count a submitted job, and the submit in its minute, on the day-shard document ``seen``
+    read, guarded by that read: the submit limit (``shared.limits``) was decided on it."""
+    counts = _submitted(task_type, cost, at)
+    if seen.exists:
+        increments = {path: firestore.Increment(n) for path, n in counts.items()}
+        batch.update(seen.reference, increments, option=unchanged(seen))
+    else:
+        batch.create(seen.reference, _fields(user_id, at, counts))
+
+
+def stage_submitted_unguarded(
+    batch: firestore.WriteBatch, user_id: str, task_type: str, cost: int, at: datetime, shard: int
+) -> None:
+    """``stage_submitted`` with no read to guard it, for data written outside requests (seeds)."""
+    _bump(batch, user_id, at, shard, _submitted(task_type, cost, at))
 
 
 def stage_refunded(
