@@ -22,7 +22,6 @@ times are on the jobs themselves (``latency_bucket``, see ``shared.reports``).
 from __future__ import annotations
 
 import bisect
-import random
 import re
 from collections import Counter, defaultdict
 from datetime import date, datetime
@@ -32,7 +31,6 @@ from google.cloud import firestore
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from shared.db import Snapshot, client, unchanged
-from shared.settings import get_settings
 
 # Upper bounds (seconds) of the submit-to-completion histogram: a 1-2-5 series.
 LATENCY_BOUNDS = [b * m for m in (0.1, 1, 10, 100, 1000) for b in (1, 2, 5)] + [float("inf")]
@@ -127,13 +125,10 @@ def stage_refunded(
     _bump(batch, user_id, created_at, shard, counts | {"refunded": cost, "spent": -cost})
 
 
-def stage_granted(
-    batch: firestore.WriteBatch, user_id: str, amount: int, at: datetime, shard: int | None = None
-) -> None:
-    # Until shared.credits passes the shard (any one: a grant rewrites every wallet shard).
-    if shard is None:
-        shard = random.randrange(get_settings().wallet_shards)
-    _bump(batch, user_id, at, shard, {"granted" if amount >= 0 else "adjusted": amount})
+def stage_granted(batch: firestore.WriteBatch, user_id: str, amount: int, at: datetime) -> None:
+    """Count a grant or an adjustment on the day's first shard document: grants are rare, so one
+    document takes them all."""
+    _bump(batch, user_id, at, 0, {"granted" if amount >= 0 else "adjusted": amount})
 
 
 def add(total: dict[str, Any], data: dict[str, Any]) -> None:
