@@ -164,6 +164,10 @@ class Settings(BaseSettings):
     submit_rate_per_minute: int = Field(120, ge=1)
     """Jobs one user may submit per clock minute; more get 429, uncharged."""
 
+    cors_origins: str | None = None
+    """Comma-separated origins browsers may call from; unset: every http://localhost:<port> and
+    http://127.0.0.1:<port> in the local stack, none in production."""
+
     wallet_shards: int = Field(256, ge=1, le=400)
     """Most shard documents one balance is spread over (one per 20 credits); may change later."""
 
