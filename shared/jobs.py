@@ -46,6 +46,7 @@ import hashlib
 import json
 import logging
 import re
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,6 +72,9 @@ from shared.settings import get_settings
 
 logger = logging.getLogger("aijobs.jobs")
 Status = Literal["queued", "in_progress", "completed", "failed", "canceled"]
+FINAL = ("completed", "failed", "canceled")
+MAX_WAIT_SECONDS = 25
+"""The longest ``GET /jobs/{id}?wait=``: inside the function's 30 s timeout."""
 IDEMPOTENCY_TTL = timedelta(hours=24)
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 _ID = re.compile(r"[0-9a-f]{32}")
@@ -266,8 +270,43 @@ def _owned(user_id: str, job_id: str) -> Snapshot:
     return snapshot
 
 
-def get(user_id: str, job_id: str) -> JobPublic:
-    return _public(_owned(user_id, job_id))
+def _ours(user_id: str, snapshot: Snapshot) -> Snapshot:
+    if not snapshot.exists or snapshot.get("user_id") != user_id:
+        raise NotFound("no such job", code="job_not_found")
+    return snapshot
+
+
+def get(user_id: str, job_id: str, wait: float = 0) -> JobPublic:
+    """The job; with ``wait``, as soon as it is final, or as it is after ``wait`` seconds.
+
+    A wait listens to the document (Firestore's ``on_snapshot``) instead of reading it in a
+    loop: the listener's first snapshot is the job as it is, and each later one a change of
+    it, so a job waited on from ``queued`` to ``completed`` costs 3 document reads in all.
+    """
+    if not wait or not _ID.fullmatch(job_id):
+        return _public(_owned(user_id, job_id))
+    seen: list[Snapshot] = []
+    changed = threading.Condition()
+
+    def on_change(docs: list[Snapshot], _changes: Any, _read_time: Any) -> None:
+        with changed:
+            seen.extend(docs)
+            changed.notify_all()
+
+    def final() -> bool:
+        return bool(seen) and (not seen[-1].exists or seen[-1].get("status") in FINAL)
+
+    watch = _jobs().document(job_id).on_snapshot(on_change)
+    try:
+        with changed:
+            # The first snapshot decides ownership; a listener that never delivers one is an outage.
+            if not changed.wait_for(lambda: bool(seen), timeout=get_settings().firestore_timeout_seconds):
+                raise Unavailable("Firestore did not answer the wait")
+            _ours(user_id, seen[0])
+            changed.wait_for(final, timeout=wait)
+            return _public(_ours(user_id, seen[-1]))
+    finally:
+        watch.unsubscribe()
 
 
 def list_for(user_id: str, limit: int, cursor: str | None) -> tuple[list[JobPublic], str | None]:
