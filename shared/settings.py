@@ -24,6 +24,8 @@ _PLACEHOLDER_KEYS = frozenset(
 )
 _MIN_KEY_LEN = 20  # no provider's real API key is this short
 _GOOGLE_CERTS_HOST = "www.googleapis.com"
+_ORIGIN = re.compile(r"https?://[a-z0-9.-]+(:[0-9]{1,5})?")  # what a browser sends: no path, lower case
+LOCAL_ORIGIN = re.compile(r"http://(localhost|127\.0\.0\.1)(:[0-9]{1,5})?")
 
 
 def secret_problems(value: str) -> list[str]:
@@ -204,11 +206,18 @@ class Settings(BaseSettings):
         return self.function_url("worker")
 
     @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        """The ``CORS_ORIGINS`` entries (empty when unset)."""
+        return tuple(o for o in (self.cors_origins or "").replace(" ", "").split(",") if o)
+
+    @property
     def job_lease_seconds(self) -> float:
         """A claimed job's lease outlives the AI call it guards, with room for the writes."""
         return self.ai_timeout_seconds + self.lease_grace_seconds
 
-    @field_validator("worker_secret", "jwt_secret", "ai_api_key", "ai_base_url", mode="before")
+    @field_validator(
+        "worker_secret", "jwt_secret", "ai_api_key", "ai_base_url", "cors_origins", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # An empty variable (``WORKER_SECRET=``) means unset, not an empty secret.
@@ -220,6 +229,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
+        for origin in self.cors_origin_list:
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(f"CORS_ORIGINS: {origin[:60]!r} is not scheme://host[:port] in lower case")
         if self.is_local:
             if not self.firestore_emulator_host:
                 raise ValueError("APP_ENV=local needs FIRESTORE_EMULATOR_HOST (run scripts/dev)")
@@ -244,6 +256,8 @@ class Settings(BaseSettings):
         if not _is_google_certs_url(self.oidc_certs_url):
             # Whoever serves these keys can sign tokens the internal functions accept.
             problems.append(f"OIDC_CERTS_URL must be an https://{_GOOGLE_CERTS_HOST}/ URL")
+        if any(not o.startswith("https://") and not LOCAL_ORIGIN.fullmatch(o) for o in self.cors_origin_list):
+            problems.append("CORS_ORIGINS must be https:// origins (or http://localhost)")
         if problems:
             raise ValueError("refusing to start in production: " + "; ".join(problems))
         return self

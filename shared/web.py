@@ -24,6 +24,7 @@ from shared import logs, metering
 from shared.errors import (
     AppError,
     BadRequest,
+    Forbidden,
     InvalidRequest,
     MethodNotAllowed,
     PayloadTooLarge,
@@ -32,7 +33,7 @@ from shared.errors import (
     Unavailable,
     UnsupportedMediaType,
 )
-from shared.settings import get_settings
+from shared.settings import LOCAL_ORIGIN, Settings, get_settings
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[flask.Request], flask.Response]
@@ -57,6 +58,12 @@ _TRANSIENT_API_ERRORS = (
     "ResourceExhausted",
     "RetryError",
 )
+# Reached only by the queue and the scheduler, never from a browser: no CORS for them. Keyed by
+# the handler's name, so the functions need not say it (the ones calling verify_internal_caller).
+_INTERNAL = frozenset({"worker", "weekly_report", "sweep_jobs"})
+CORS_ALLOW_HEADERS = "Authorization, Content-Type, Idempotency-Key"
+CORS_EXPOSE_HEADERS = "Idempotent-Replayed, Retry-After"
+CORS_MAX_AGE_SECONDS = 600
 _TRANSIENT_GRPC_CODES = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "INTERNAL", "ABORTED", "RESOURCE_EXHAUSTED")
 
 
@@ -110,7 +117,10 @@ def endpoint(*methods: str) -> Callable[[Handler], Handler]:
             logs.start_request(handler.__name__, trace, settings.google_cloud_project)
             meter = metering.start()
             started = time.perf_counter()
-            response = _handle(handler, request, methods, settings.max_body_bytes)
+            if handler.__name__ in _INTERNAL:
+                response = _handle(handler, request, methods, settings.max_body_bytes)
+            else:
+                response = _cors(handler, request, methods, settings)
             took = (time.perf_counter() - started) * 1000
             path = short(request.path, 200)
             logger.info(
@@ -126,6 +136,43 @@ def endpoint(*methods: str) -> Callable[[Handler], Handler]:
         return run
 
     return wrap
+
+
+def _cors(
+    handler: Handler, request: flask.Request, methods: tuple[str, ...], settings: Settings
+) -> flask.Response:
+    """The answer of a public function, with CORS headers for an allowed ``Origin``.
+
+    A preflight is answered here, before authentication and the method check: 204 for an
+    allowed origin, 403 ``origin_not_allowed`` for any other."""
+    origin = request.headers.get("Origin")
+    allowed = origin is not None and origin_allowed(origin, settings)
+    if (
+        origin is not None
+        and request.method == "OPTIONS"
+        and "Access-Control-Request-Method" in request.headers
+    ):
+        if not allowed:
+            response = _error(Forbidden("this origin may not call the API", code="origin_not_allowed"))
+        else:
+            response = flask.Response(status=204)
+            response.headers["Access-Control-Allow-Methods"] = ", ".join(methods)
+            response.headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
+            response.headers["Access-Control-Max-Age"] = str(CORS_MAX_AGE_SECONDS)
+    else:
+        response = _handle(handler, request, methods, settings.max_body_bytes)
+    response.headers.add("Vary", "Origin")  # the answer depends on it, for caches too
+    if allowed and origin is not None:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSE_HEADERS
+    return response
+
+
+def origin_allowed(origin: str, settings: Settings) -> bool:
+    """Whether a browser page from ``origin`` may read the API's answers."""
+    if settings.cors_origins is None:
+        return settings.is_local and LOCAL_ORIGIN.fullmatch(origin) is not None
+    return origin in settings.cors_origin_list
 
 
 def _handle(
