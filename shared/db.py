@@ -78,6 +78,18 @@ def client() -> firestore.Client:
     return db
 
 
+def _retry(seconds: float, on_error: Callable[[Exception], None] | None = None) -> retries.Retry:
+    """Retries of transient failures, all within ``seconds``."""
+    return retries.Retry(
+        predicate=retries.if_exception_type(*_TRANSIENT),
+        initial=0.05,
+        maximum=1.0,
+        multiplier=2.0,
+        timeout=seconds,
+        on_error=on_error,
+    )
+
+
 def _bound(db: firestore.Client, seconds: float) -> None:
     """Make ``seconds`` the default timeout of every Firestore RPC and of its retries, and
     count what each call bills on the request's meter (``shared.metering``).
@@ -88,13 +100,7 @@ def _bound(db: firestore.Client, seconds: float) -> None:
     upgrade breaks this.
     """
     transport: Any = db._firestore_api._transport
-    retry = retries.Retry(
-        predicate=retries.if_exception_type(*_TRANSIENT),
-        initial=0.05,
-        maximum=1.0,
-        multiplier=2.0,
-        timeout=seconds,
-    )
+    retry = _retry(seconds)
     transport._wrapped_methods = {
         method: metering.firestore_call(
             transport,
@@ -157,14 +163,7 @@ class Batch(firestore.WriteBatch):
         def resending(_: Exception) -> None:
             self.resent = True
 
-        retry = retries.Retry(
-            predicate=retries.if_exception_type(*_TRANSIENT),
-            initial=0.05,
-            maximum=1.0,
-            multiplier=2.0,
-            timeout=settings.firestore_timeout_seconds,
-            on_error=resending,
-        )
+        retry = _retry(settings.firestore_timeout_seconds, on_error=resending)
         results = self.commit(retry=retry, timeout=settings.firestore_timeout_seconds)
         if self.receipt_ref is not None:
             self.receipt_time = results[self._receipt_index].update_time

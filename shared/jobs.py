@@ -178,6 +178,9 @@ def submit(user_id: str, job: JobCreate, idempotency_key: str | None, enqueue: E
     request_hash = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
     idem_ref = _idempotency_ref(user_id, idempotency_key) if idempotency_key is not None else None
     job_ref = _jobs().document(uuid.uuid4().hex)
+    # Where to look first: one aggregation read tells how wide the balance is spread.
+    balance = credits.balance(user_id)
+    spread = credits.width(balance)
 
     def replay(seen: Snapshot) -> JobAccepted:
         if seen.get("request_hash") != request_hash:
@@ -194,25 +197,16 @@ def submit(user_id: str, job: JobCreate, idempotency_key: str | None, enqueue: E
             job_id=first.id,
             status=first.get("status"),
             cost=first.get("cost"),
-            credits=credits.balance(user_id),
+            credits=balance,
             replayed=True,
         )
-
-    if idem_ref is not None:
-        # Before the rate limit: a replay changes nothing, so it costs no submit slot.
-        seen = idem_ref.get()
-        if seen.exists and seen.get("expires_at") > now():
-            return replay(seen)
-    # Where to look first: one aggregation read tells how wide the balance is spread.
-    balance = credits.balance(user_id)
-    spread = credits.width(balance)
 
     def decide(batch: Batch) -> JobAccepted | None:
         at = now()
         if idem_ref is not None:
             seen = idem_ref.get()
             if seen.exists and seen.get("expires_at") > at:
-                return replay(seen)
+                return replay(seen)  # before the submit limit: a replay costs no submit slot
             record = {
                 "user_id": user_id,
                 "job_id": job_ref.id,
