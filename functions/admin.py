@@ -11,33 +11,38 @@ import flask
 
 from shared import auth, reports
 from shared import credits as ledger
-from shared.errors import MethodNotAllowed, NotFound
-from shared.web import bearer_user, endpoint, page, parse_body, respond
+from shared.errors import NotFound
+from shared.web import bearer_user, endpoint, page, parse_body, path_parts, respond
 
 
-@endpoint("GET", "POST")
+def _routes(parts: list[str]) -> tuple[str, ...]:
+    # The routes are public (the OpenAPI document lists them), so a 405 may name a route's
+    # method before authentication; which paths do not exist is told to admins only.
+    match parts:
+        case ["credits"]:
+            return ("POST",)
+        case ["users"] | ["users", _] | ["reports"] | ["reports", _]:
+            return ("GET",)
+    return ("GET", "POST")
+
+
+@endpoint("GET", "POST", routes=_routes)
 def admin(request: flask.Request) -> flask.Response:
     admin_id = bearer_user(request)
-    # Before routing and parsing: a non-admin learns nothing, not even which routes exist.
-    auth.require_admin(admin_id)
-    parts = [p for p in request.path.split("/") if p]
-    match request.method, parts:
-        case "POST", ["credits"]:
+    auth.require_admin(admin_id)  # before anything is read or parsed
+    match path_parts(request):
+        case ["credits"]:
             return _grant(request, admin_id)
-        case "GET", ["users"]:
-            return _users(request)
-        case "GET", ["users", username]:
-            return respond(auth.get_user_by_username(username))
-        case "GET", ["reports"]:
+        case ["users"]:
             limit, cursor = page(request)
-            found, next_cursor = reports.list_weeks(limit, cursor)
-            return respond({"reports": found, "next_cursor": next_cursor})
-        case "GET", ["reports", week]:
+            users, next_cursor = auth.list_users(limit, cursor)
+            return respond(auth.UserPage(users=users, next_cursor=next_cursor))
+        case ["users", username]:
+            return respond(auth.get_user_by_username(username))
+        case ["reports"]:
+            return respond(reports.list_weeks(*page(request)))
+        case ["reports", week]:
             return respond(reports.get(week))
-        case "GET", ["credits"]:
-            raise MethodNotAllowed("use POST")
-        case "POST", ["users"] | ["users", _] | ["reports"] | ["reports", _]:
-            raise MethodNotAllowed("use GET")
     raise NotFound("no such route", code="route_not_found")
 
 
@@ -45,9 +50,3 @@ def _grant(request: flask.Request, admin_id: str) -> flask.Response:
     """200 with the grant's result; a repeat of its ``grant_id`` gets the first one, marked."""
     result = ledger.grant(parse_body(request, ledger.GrantCreate), admin_id)
     return respond(result, 200, {"Idempotent-Replayed": "true"} if result.replayed else None)
-
-
-def _users(request: flask.Request) -> flask.Response:
-    limit, cursor = page(request)
-    users, next_cursor = auth.list_users(limit, cursor)
-    return respond({"users": [u.model_dump(mode="json") for u in users], "next_cursor": next_cursor})

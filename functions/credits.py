@@ -12,9 +12,5 @@ def credits(request: flask.Request) -> flask.Response:
     user_id = bearer_user(request)
     limit, cursor = page(request)
     entries, next_cursor = ledger.history(user_id, limit, cursor)
-    body = {
-        "credits": auth.get_user(user_id).credits,
-        "transactions": [e.model_dump(mode="json") for e in entries],
-        "next_cursor": next_cursor,
-    }
-    return respond(body)
+    balance = auth.get_user(user_id).credits
+    return respond(ledger.LedgerPage(credits=balance, transactions=entries, next_cursor=next_cursor))

@@ -12,7 +12,7 @@ import flask
 from shared import catalog, queue
 from shared.ai import OpenAIProvider
 from shared.settings import get_settings
-from shared.web import endpoint, respond
+from shared.web import ErrorDetail, HealthPublic, endpoint, respond
 
 _CHECK_SECONDS = 3.0
 
@@ -42,6 +42,6 @@ def health(request: flask.Request) -> flask.Response:
         states = dict(zip(_CHECKS, pool.map(_state, _CHECKS.values()), strict=True))
     down = [name for name, state in states.items() if state != "ok"]
     if down:
-        error = {"code": "unhealthy", "message": "down: " + ", ".join(down)}
-        return respond({"status": "down", "error": error, "checks": states}, 503)
-    return respond({"status": "ok", "checks": states})
+        error = ErrorDetail(code="unhealthy", message="down: " + ", ".join(down))
+        return respond(HealthPublic(status="down", checks=states, error=error), 503)
+    return respond(HealthPublic(status="ok", checks=states))

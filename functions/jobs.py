@@ -3,26 +3,32 @@
 import flask
 
 from shared import jobs as job_store
-from shared.errors import InvalidRequest, MethodNotAllowed, NotFound
-from shared.web import bearer_user, endpoint, page, respond
+from shared.errors import InvalidRequest, NotFound
+from shared.web import bearer_user, endpoint, page, path_parts, respond
 
 
-@endpoint("GET", "POST")
+def _routes(parts: list[str]) -> tuple[str, ...]:
+    match parts:
+        case [] | [_]:
+            return ("GET",)
+        case [_, "cancel"]:
+            return ("POST",)
+    raise NotFound("no such route", code="route_not_found")
+
+
+@endpoint("GET", "POST", routes=_routes)
 def jobs(request: flask.Request) -> flask.Response:
     user_id = bearer_user(request)
-    parts = [p for p in request.path.split("/") if p]
-    match request.method, parts:
-        case "GET", []:
+    match path_parts(request):
+        case []:
             limit, cursor = page(request)
             found, next_cursor = job_store.list_for(user_id, limit, cursor)
-            return respond({"jobs": [j.model_dump(mode="json") for j in found], "next_cursor": next_cursor})
-        case "GET", [job_id]:
+            return respond(job_store.JobPage(jobs=found, next_cursor=next_cursor))
+        case [job_id]:
             return respond(job_store.get(user_id, job_id, _wait(request)))
-        case "POST", [job_id, "cancel"]:
+        case [job_id, _]:
             return respond(job_store.cancel(user_id, job_id))
-        case "POST", [] | [_]:
-            raise MethodNotAllowed("use GET")
-    raise NotFound("no such route", code="route_not_found")
+    raise AssertionError("unreachable: _routes knows every path")
 
 
 def _wait(request: flask.Request) -> int:

@@ -13,5 +13,5 @@ def signup(request: flask.Request) -> flask.Response:
     # Taken signups count too (409), so the limit also bounds probing for taken usernames.
     limits.take_signup_slot(limits.client_address(request))
     user, token = auth.signup(credentials)
-    body = {**token.model_dump(), "user": user.model_dump(include={"id", "username", "credits"})}
-    return respond(body, 201)
+    summary = auth.AccountSummary(id=user.id, username=user.username, credits=user.credits)
+    return respond(auth.SignupPublic(**token.model_dump(), user=summary), 201)

@@ -133,6 +133,8 @@ FUNCTIONS: dict[str, FunctionSpec] = {
     "admin": FunctionSpec(memory="256MiB", timeout_seconds=30, concurrency=40, cpu="1", max_instances=10),
     # Public and unauthenticated, and each call pings Firestore, the queue and the AI: kept small.
     "health": FunctionSpec(memory="256MiB", timeout_seconds=30, concurrency=40, cpu="1", max_instances=5),
+    # Static but for the document built once per instance; the page's assets are cached a day.
+    "docs": FunctionSpec(memory="256MiB", timeout_seconds=30, concurrency=40, cpu="1", max_instances=5),
     "worker": FunctionSpec(
         memory="512MiB", timeout_seconds=120, concurrency=8, cpu="1", max_instances=20, caller="tasks"
     ),

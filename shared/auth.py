@@ -48,7 +48,11 @@ _NO_USER = "0" * 32  # never a user id (those are uuid4 hex, whose 13th digit is
 class UserCredentials(BaseModel):
     """Body of ``signup`` and ``login``."""
 
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        hide_input_in_errors=True,
+        json_schema_extra={"examples": [{"username": "ada", "password": "correct-horse-battery"}]},
+    )
 
     username: Username
     password: Annotated[str, StringConstraints(min_length=8, max_length=128)] = Field(repr=False)
@@ -62,9 +66,24 @@ class UserPublic(BaseModel):
 
 
 class Token(BaseModel):
+    """Answer to ``login``: a bearer token for the ``Authorization`` header."""
+
     access_token: str
     token_type: str = "bearer"
     expires_in: int
+    """Seconds until the token expires."""
+
+
+class AccountSummary(BaseModel):
+    id: str
+    username: str
+    credits: int
+
+
+class SignupPublic(Token):
+    """Answer to ``signup``: the new account's token and the account with its signup credits."""
+
+    user: AccountSummary
 
 
 Role = Literal["user", "admin"]
@@ -78,6 +97,13 @@ class UserAdmin(BaseModel):
     role: Role
     credits: int
     created_at: datetime
+
+
+class UserPage(BaseModel):
+    """A page of accounts; ``next_cursor`` is null on the last page."""
+
+    users: list[UserAdmin]
+    next_cursor: str | None
 
 
 class UserAdminDetail(UserAdmin):

@@ -40,7 +40,13 @@ class NotFound(AppError):
 
 
 class MethodNotAllowed(AppError):
+    """``allow`` is what the route takes, sent back in the ``Allow`` header (RFC 9110)."""
+
     status, code, message = 405, "method_not_allowed", "method not allowed"
+
+    def __init__(self, *allow: str, code: str | None = None) -> None:
+        super().__init__(f"use {' or '.join(allow)}" if allow else None, code=code)
+        self.allow = allow
 
 
 class Conflict(AppError):

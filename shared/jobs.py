@@ -97,7 +97,16 @@ class ChatMessage(BaseModel):
 class JobCreate(BaseModel):
     """Body of ``submit_job``; options are checked against the catalog in Firestore."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"task_type": "summarize", "input_data": "Long text to summarize ...", "options": {}},
+                {"task_type": "translate", "input_data": "Bonjour", "options": {"target_language": "en"}},
+                {"task_type": "chat", "input_data": [{"role": "user", "content": "Hello!"}]},
+            ]
+        },
+    )
 
     task_type: str
     input_data: str | list[ChatMessage]
@@ -124,6 +133,20 @@ class JobAccepted(BaseModel):
     cost: int
     credits: int
     replayed: bool = Field(False, exclude=True)
+
+
+class WaitQuery(BaseModel):
+    """Query of ``GET /jobs/{job_id}``; read by the function, which names its refusal's code."""
+
+    wait: int = Field(0, ge=0, le=MAX_WAIT_SECONDS)
+    """Seconds to wait for the job to become final; 0 answers at once."""
+
+
+class JobPage(BaseModel):
+    """A page of jobs, newest first; ``next_cursor`` is null on the last page."""
+
+    jobs: list[JobPublic]
+    next_cursor: str | None
 
 
 def _jobs() -> firestore.CollectionReference:

@@ -49,6 +49,50 @@ _WEEK = re.compile(r"([0-9]{4})-W([0-9]{2})")  # ASCII: \d would take "٢٠٢٦-
 FIRST_YEAR, LAST_YEAR = 2000, 9998
 
 
+class Anomaly(BaseModel):
+    scope: str
+    user_id: str | None
+    value: int
+    baseline: float
+    ratio: float | None
+    """``value / baseline``; null when there was no baseline (a first busy week)."""
+    message: str
+
+
+class WeeklyReport(BaseModel):
+    """A stored weekly report. Fields added in later versions are null in older reports."""
+
+    model_config = ConfigDict(extra="allow")
+
+    week: str
+    start: str
+    end: str
+    jobs: dict[str, Any]
+    """Jobs submitted, completed, failed, canceled and unfinished, and the same ``by_task_type``."""
+    credits: dict[str, int]
+    active_users: int | None = None
+    new_signups: int | None = None
+    top_users: list[dict[str, Any]] | None = None
+    failure_rate: float | None = None
+    completion_seconds: dict[str, Any] | None = None
+    anomalies: list[Anomaly] = []
+    thresholds: dict[str, Any] | None = None
+
+
+class ReportSummary(BaseModel):
+    week: str
+    jobs: int | None
+    """Jobs submitted that week."""
+    anomalies: int
+
+
+class ReportPage(BaseModel):
+    """Stored reports, newest week first; ``next_cursor`` is null on the last page."""
+
+    reports: list[ReportSummary]
+    next_cursor: str | None
+
+
 class ReportRequest(BaseModel):
     """Body of ``weekly_report``; without ``week``, the last complete ISO week (UTC)."""
 
@@ -341,14 +385,14 @@ def run(week: str | None) -> dict[str, Any]:
     return report
 
 
-def get(week: str) -> dict[str, Any]:
+def get(week: str) -> WeeklyReport:
     snapshot = _reports().document(week).get() if is_week(week) else None
     if snapshot is None or not snapshot.exists:
         raise NotFound("no report for this week", code="report_not_found")
-    return snapshot.to_dict() or {}
+    return WeeklyReport.model_validate(snapshot.to_dict() or {})
 
 
-def list_weeks(limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+def list_weeks(limit: int, cursor: str | None) -> ReportPage:
     """Stored reports, newest week first, as summaries; ``cursor`` is the last week of the previous page."""
     # By the stored ``week`` field: Firestore cannot scan document ids in descending order.
     query = _reports().order_by("week", direction=firestore.Query.DESCENDING)
@@ -357,12 +401,12 @@ def list_weeks(limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], st
             raise InvalidRequest("unknown cursor", code="invalid_cursor")
         query = query.start_after({"week": cursor})
     docs = list(query.limit(limit + 1).stream())
-    summaries: list[dict[str, Any]] = [
-        {
-            "week": d.id,
-            "jobs": (d.get("jobs") or {}).get("submitted"),
-            "anomalies": len(d.get("anomalies") or []),
-        }
+    summaries = [
+        ReportSummary(
+            week=d.id,
+            jobs=(d.get("jobs") or {}).get("submitted"),
+            anomalies=len(d.get("anomalies") or []),
+        )
         for d in docs[:limit]
     ]
-    return summaries, (docs[limit - 1].id if len(docs) > limit else None)
+    return ReportPage(reports=summaries, next_cursor=docs[limit - 1].id if len(docs) > limit else None)

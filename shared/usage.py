@@ -180,6 +180,30 @@ class UsageQuery(BaseModel):
         return self
 
 
+class UsageTotals(BaseModel):
+    jobs: dict[str, int]
+    """Jobs submitted, per task type."""
+    credits: dict[str, int]
+    """Credits spent net of refunds, per task type."""
+    total_jobs: int
+    total_credits: int
+
+
+class UsageDay(UsageTotals):
+    date: date
+
+
+class UsageHistory(BaseModel):
+    """Answer to ``GET /usage``: the days of the range that had jobs, and the range's totals."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: date = Field(alias="from")
+    to: date
+    days: list[UsageDay]
+    totals: UsageTotals
+
+
 def _totals(jobs: dict[str, int], credits: dict[str, int]) -> dict[str, Any]:
     return {
         "jobs": jobs,
@@ -189,7 +213,7 @@ def _totals(jobs: dict[str, int], credits: dict[str, int]) -> dict[str, Any]:
     }
 
 
-def history(user_id: str, query: UsageQuery) -> dict[str, Any]:
+def history(user_id: str, query: UsageQuery) -> UsageHistory:
     """Jobs and net credits spent per task type, per day with jobs, and over the range.
 
     Reads every shard document of each day in the range: up to one per wallet shard a day.
@@ -214,9 +238,11 @@ def history(user_id: str, query: UsageQuery) -> dict[str, Any]:
         per_day.append({"date": day, **_totals(jobs, credits)})
         all_jobs.update(jobs)
         all_credits.update(credits)
-    return {
-        "from": query.from_.isoformat(),
-        "to": query.to.isoformat(),
-        "days": per_day,
-        "totals": _totals(dict(sorted(all_jobs.items())), dict(sorted(all_credits.items()))),
-    }
+    return UsageHistory.model_validate(
+        {
+            "from": query.from_,
+            "to": query.to,
+            "days": per_day,
+            "totals": _totals(dict(sorted(all_jobs.items())), dict(sorted(all_credits.items()))),
+        }
+    )

@@ -15,10 +15,10 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import flask
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from shared import logs, metering
 from shared.errors import (
@@ -37,11 +37,14 @@ from shared.settings import LOCAL_ORIGIN, Settings, get_settings
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[flask.Request], flask.Response]
+Routes = Callable[[list[str]], tuple[str, ...]]
+"""The methods one path of a function takes, from its segments; ``NotFound`` for no route."""
 logger = logging.getLogger("aijobs")
 _CURSOR = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _RESERVED_ID = re.compile(r"__.*__")  # Firestore refuses such document ids with an error, not a miss
 _LIMIT = re.compile(r"[0-9]{1,3}")  # ASCII only: str.isdigit() also takes "²" and "٣"
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
+DEFAULT_LIMIT, MAX_LIMIT = 20, 100
 MAX_DEPTH = 32
 """Deepest nesting of arrays and objects a body may have; no valid request comes close."""
 RETRY_AFTER_SECONDS = 5
@@ -67,10 +70,40 @@ CORS_MAX_AGE_SECONDS = 600
 _TRANSIENT_GRPC_CODES = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "INTERNAL", "ABORTED", "RESOURCE_EXHAUSTED")
 
 
+class ErrorDetail(BaseModel):
+    code: str
+    """Stable and snake_case: what clients branch on."""
+    message: str
+    """For people; may change."""
+
+
+class ErrorPublic(BaseModel):
+    """Every error answer."""
+
+    error: ErrorDetail
+
+
+class HealthPublic(BaseModel):
+    """Answer of ``GET /health``: each dependency ``ok`` or ``down: <reason>``."""
+
+    status: Literal["ok", "down"]
+    checks: dict[str, str]
+    error: ErrorDetail | None = None
+    """Set when ``status`` is ``down`` (with the 503)."""
+
+
+class PageQuery(BaseModel):
+    """The query of every paginated list; read by ``page`` (which names each refusal's code)."""
+
+    limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+    cursor: str | None = Field(None, pattern=f"^{_CURSOR.pattern}$")
+    """The ``next_cursor`` of the previous page."""
+
+
 def respond(
     body: BaseModel | dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
 ) -> flask.Response:
-    payload = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
+    payload = body.model_dump(mode="json", by_alias=True) if isinstance(body, BaseModel) else body
     headers = dict(headers or {})
     if status == 503:
         headers.setdefault("Retry-After", str(RETRY_AFTER_SECONDS))
@@ -83,6 +116,8 @@ def _error(exc: AppError) -> flask.Response:
         headers["WWW-Authenticate"] = "Bearer"
     if isinstance(exc, TooManyRequests | Unavailable):
         headers["Retry-After"] = str(getattr(exc, "retry_after", RETRY_AFTER_SECONDS))
+    if isinstance(exc, MethodNotAllowed) and exc.allow:
+        headers["Allow"] = ", ".join(exc.allow)
     message = short(exc.message, MAX_MESSAGE)
     return respond({"error": {"code": exc.code, "message": message}}, exc.status, headers)
 
@@ -104,9 +139,12 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(parts) + more
 
 
-def endpoint(*methods: str) -> Callable[[Handler], Handler]:
+def endpoint(*methods: str, routes: Routes | None = None) -> Callable[[Handler], Handler]:
     """Wrap a Cloud Function: structured logs, size and method checks, error mapping,
-    and no unhandled exception."""
+    and no unhandled exception.
+
+    A function with several paths passes ``routes``, so that a 405 names (in ``Allow``) what
+    that path takes and a path that does not exist is 404 before any other work."""
 
     def wrap(handler: Handler) -> Handler:
         @functools.wraps(handler)
@@ -118,9 +156,9 @@ def endpoint(*methods: str) -> Callable[[Handler], Handler]:
             meter = metering.start()
             started = time.perf_counter()
             if handler.__name__ in _INTERNAL:
-                response = _handle(handler, request, methods, settings.max_body_bytes)
+                response = _handle(handler, request, methods, routes, settings.max_body_bytes)
             else:
-                response = _cors(handler, request, methods, settings)
+                response = _cors(handler, request, methods, routes, settings)
             took = (time.perf_counter() - started) * 1000
             path = short(request.path, 200)
             logger.info(
@@ -139,7 +177,11 @@ def endpoint(*methods: str) -> Callable[[Handler], Handler]:
 
 
 def _cors(
-    handler: Handler, request: flask.Request, methods: tuple[str, ...], settings: Settings
+    handler: Handler,
+    request: flask.Request,
+    methods: tuple[str, ...],
+    routes: Routes | None,
+    settings: Settings,
 ) -> flask.Response:
     """The answer of a public function, with CORS headers for an allowed ``Origin``.
 
@@ -156,11 +198,11 @@ def _cors(
             response = _error(Forbidden("this origin may not call the API", code="origin_not_allowed"))
         else:
             response = flask.Response(status=204)
-            response.headers["Access-Control-Allow-Methods"] = ", ".join(methods)
+            response.headers["Access-Control-Allow-Methods"] = ", ".join(_methods(request, methods, routes))
             response.headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
             response.headers["Access-Control-Max-Age"] = str(CORS_MAX_AGE_SECONDS)
     else:
-        response = _handle(handler, request, methods, settings.max_body_bytes)
+        response = _handle(handler, request, methods, routes, settings.max_body_bytes)
     response.headers.add("Vary", "Origin")  # the answer depends on it, for caches too
     if allowed and origin is not None:
         response.headers["Access-Control-Allow-Origin"] = origin
@@ -175,15 +217,34 @@ def origin_allowed(origin: str, settings: Settings) -> bool:
     return origin in settings.cors_origin_list
 
 
+def path_parts(request: flask.Request) -> list[str]:
+    """The segments of the path below the function's own URL."""
+    return [p for p in request.path.split("/") if p]
+
+
+def _methods(request: flask.Request, methods: tuple[str, ...], routes: Routes | None) -> tuple[str, ...]:
+    if routes is None:
+        return methods
+    try:
+        return routes(path_parts(request))
+    except AppError:
+        return methods
+
+
 def _handle(
-    handler: Handler, request: flask.Request, methods: tuple[str, ...], max_body: int
+    handler: Handler,
+    request: flask.Request,
+    methods: tuple[str, ...],
+    routes: Routes | None,
+    max_body: int,
 ) -> flask.Response:
     try:
         # Before any work, authentication included: an oversized body costs nothing.
         if request.content_length is not None and request.content_length > max_body:
             raise PayloadTooLarge(f"the body is larger than {max_body} bytes")
-        if request.method not in methods:
-            raise MethodNotAllowed(f"use {' or '.join(methods)}")
+        allowed = routes(path_parts(request)) if routes is not None else methods
+        if request.method not in allowed:
+            raise MethodNotAllowed(*allowed)
         return handler(request)
     except AppError as exc:
         return _error(exc)
@@ -277,9 +338,9 @@ def _check_values(data: Any) -> None:
 
 def page(request: flask.Request) -> tuple[int, str | None]:
     """``limit`` (1-100, default 20) and ``cursor`` query parameters."""
-    raw_limit = request.args.get("limit", "20")
-    if not _LIMIT.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= 100:
-        raise InvalidRequest("limit must be an integer from 1 to 100", code="invalid_limit")
+    raw_limit = request.args.get("limit", str(DEFAULT_LIMIT))
+    if not _LIMIT.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= MAX_LIMIT:
+        raise InvalidRequest(f"limit must be an integer from 1 to {MAX_LIMIT}", code="invalid_limit")
     cursor = request.args.get("cursor") or None
     if cursor is not None and (not _CURSOR.fullmatch(cursor) or _RESERVED_ID.fullmatch(cursor)):
         raise InvalidRequest("unknown cursor", code="invalid_cursor")

@@ -122,7 +122,7 @@ def test_refunds_count_on_the_day_the_job_was_submitted(stack: Stack) -> None:
     jobs(uid, sunday, "translate", "canceled", seconds=5)
     jobs(uid, sunday, "summarize", "completed", seconds=5)
     query = usage.UsageQuery.model_validate({"from": sunday.date().isoformat(), "to": "2023-02-21"})
-    assert usage.history(uid, query)["days"] == [
+    assert usage.history(uid, query).model_dump(mode="json")["days"] == [
         {
             "date": sunday.date().isoformat(),
             "jobs": {"summarize": 2, "translate": 1},

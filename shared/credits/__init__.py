@@ -32,7 +32,7 @@ from google.cloud import firestore
 from shared import usage
 from shared.credits import ledger, wallet
 from shared.credits.grants import MAX_GRANT, GrantCreate, GrantResult, grant
-from shared.credits.ledger import LedgerEntryPublic, history
+from shared.credits.ledger import LedgerEntryPublic, LedgerPage, history
 from shared.db import client
 from shared.errors import InsufficientCredits
 
@@ -41,6 +41,7 @@ __all__ = [
     "GrantCreate",
     "GrantResult",
     "LedgerEntryPublic",
+    "LedgerPage",
     "balance",
     "grant",
     "history",

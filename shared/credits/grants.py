@@ -29,7 +29,13 @@ MAX_GRANT = 1_000_000
 class GrantCreate(BaseModel):
     """Body of ``POST /admin/credits``: a positive ``amount`` grants, a negative one adjusts down."""
 
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        hide_input_in_errors=True,
+        json_schema_extra={
+            "examples": [{"username": "ada", "amount": 100, "reason": "ticket 4711", "grant_id": "t4711"}]
+        },
+    )
 
     username: Username
     # Strict: "5", 5.0 and true are refused, not coerced; money amounts are exact integers.

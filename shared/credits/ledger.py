@@ -30,6 +30,14 @@ class LedgerEntryPublic(BaseModel):
     reason: str | None = None
 
 
+class LedgerPage(BaseModel):
+    """The balance and a page of the ledger, newest first; ``next_cursor`` is null on the last page."""
+
+    credits: int
+    transactions: list[LedgerEntryPublic]
+    next_cursor: str | None
+
+
 def entries(user_id: str) -> firestore.CollectionReference:
     return client().collection("users").document(user_id).collection("ledger")
 

@@ -1,0 +1,457 @@
+"""The OpenAPI 3.1 document of the public API, generated from the models the functions use.
+
+Each operation names the pydantic models its function parses and answers with; their JSON
+Schemas become ``components.schemas``, so the document changes when a model does. Only the
+docs function imports this module (it pulls in every domain model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from shared import auth, jobs, reports, usage
+from shared import credits as ledger
+from shared.web import ErrorPublic, HealthPublic, PageQuery
+
+API_VERSION = "1.0.0"
+_REF = "#/components/schemas/{model}"
+_DESCRIPTION = """\
+Credits buy AI jobs: `submit_job` charges a job's cost at once and queues it; a worker runs
+it; `GET /jobs/{job_id}?wait=N` answers as soon as it is final. A failed or canceled job is
+refunded in full.
+
+Every error is `{"error": {"code": "...", "message": "..."}}`: branch on `code` (stable,
+snake_case); the message is for people. `429` and `503` carry `Retry-After` (seconds).
+`503 outcome_unknown` means the change may or may not have happened: repeat the request with
+the same `Idempotency-Key` (or `grant_id`) to learn which, never a new one.
+"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Failure:
+    """One error status an operation can answer, with the ``code``s it uses for it."""
+
+    status: int
+    """The HTTP status."""
+    codes: tuple[str, ...]
+    """The ``error.code`` values, most likely first."""
+    why: str
+    """When it happens, for the reader."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Operation:
+    """One public operation: a method on a path of one function."""
+
+    method: str
+    """Lower-case HTTP method."""
+    path: str
+    """The path, starting with the function's name (``/jobs/{job_id}``)."""
+    operation_id: str
+    """Stable and unique: what generated clients name their methods after."""
+    summary: str
+    """One line."""
+    tag: str
+    """The group on the docs page."""
+    ok: int
+    """The success status."""
+    answer: type[BaseModel]
+    """The success body."""
+    failures: tuple[Failure, ...]
+    """Every error status the operation itself can answer (413, 500 and 503 are added)."""
+    body: type[BaseModel] | None = None
+    """The JSON request body, if any."""
+    query: type[BaseModel] | None = None
+    """The query parameters, one per field."""
+    path_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Each ``{name}`` in the path and its JSON Schema."""
+    authenticated: bool = True
+    """Whether a bearer access token is required."""
+    idempotency_key: bool = False
+    """Whether the ``Idempotency-Key`` header is read."""
+    replay_header: bool = False
+    """Whether a repeat is marked with ``Idempotent-Replayed: true``."""
+    description: str = ""
+    """More than the summary, when there is more to say."""
+
+
+def _f(status: int, why: str, *codes: str) -> Failure:
+    return Failure(status=status, codes=codes, why=why)
+
+
+_AUTH = _f(401, "No, an invalid or an expired token.", "unauthenticated", "invalid_token", "token_expired")
+_ADMIN = _f(403, "The account is not an admin.", "admin_only")
+_MALFORMED = _f(400, "The body is not JSON this API reads.", "malformed_json", "invalid_unicode")
+_MEDIA = _f(415, "The body is not `application/json`.", "unsupported_media_type")
+_PAGE = _f(422, "`limit` or `cursor` is invalid.", "invalid_limit", "invalid_cursor")
+_BODY = (_MALFORMED, _MEDIA)
+_WEEK = {"type": "string", "pattern": "^[0-9]{4}-W[0-9]{2}$", "examples": ["2026-W47"]}
+_ID = {"type": "string", "minLength": 1, "examples": ["0VqYtY8cq6jJ0o2l9Ajd"]}
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        method="post",
+        path="/signup",
+        operation_id="signup",
+        summary="Create an account with its signup credits",
+        tag="account",
+        ok=201,
+        answer=auth.SignupPublic,
+        body=auth.UserCredentials,
+        authenticated=False,
+        failures=(
+            *_BODY,
+            _f(409, "The username is taken.", "username_taken"),
+            _f(422, "The username or password is not acceptable.", "invalid_request"),
+            _f(429, "Too many signups from this address this hour.", "signup_rate_limited"),
+        ),
+    ),
+    Operation(
+        method="post",
+        path="/login",
+        operation_id="login",
+        summary="Exchange a username and password for an access token",
+        tag="account",
+        ok=200,
+        answer=auth.Token,
+        body=auth.UserCredentials,
+        authenticated=False,
+        failures=(
+            *_BODY,
+            _f(401, "Wrong username or password.", "invalid_credentials"),
+            _f(422, "The body is not a username and password.", "invalid_request"),
+            _f(429, "Too many failed logins for this username.", "too_many_login_attempts"),
+        ),
+    ),
+    Operation(
+        method="get",
+        path="/me",
+        operation_id="getMe",
+        summary="The signed-in account and its balance",
+        tag="account",
+        ok=200,
+        answer=auth.UserPublic,
+        failures=(_AUTH,),
+    ),
+    Operation(
+        method="get",
+        path="/credits",
+        operation_id="listCredits",
+        summary="The balance and the credit ledger, newest first",
+        tag="account",
+        ok=200,
+        answer=ledger.LedgerPage,
+        query=PageQuery,
+        failures=(_AUTH, _PAGE),
+    ),
+    Operation(
+        method="post",
+        path="/submit_job",
+        operation_id="submitJob",
+        summary="Charge and queue an AI job",
+        description=(
+            "The job's cost is taken from the balance in the same commit that creates the job. "
+            "Send an `Idempotency-Key` so a retry after a lost answer returns the same job "
+            "instead of charging again."
+        ),
+        tag="jobs",
+        ok=202,
+        answer=jobs.JobAccepted,
+        body=jobs.JobCreate,
+        idempotency_key=True,
+        replay_header=True,
+        failures=(
+            *_BODY,
+            _AUTH,
+            _f(402, "The balance is less than the job's cost.", "insufficient_credits"),
+            _f(409, "The `Idempotency-Key` was used with another request.", "idempotency_key_reused"),
+            _f(
+                413,
+                "The body or the input is too large.",
+                "payload_too_large",
+                "input_too_large",
+            ),
+            _f(
+                422,
+                "Unknown task type or option, or an invalid body or key.",
+                "unknown_task_type",
+                "task_type_unsupported",
+                "invalid_option",
+                "invalid_idempotency_key",
+                "invalid_request",
+            ),
+            _f(429, "Too many submits this minute.", "submit_rate_limited"),
+        ),
+    ),
+    Operation(
+        method="get",
+        path="/jobs",
+        operation_id="listJobs",
+        summary="The account's jobs, newest first",
+        tag="jobs",
+        ok=200,
+        answer=jobs.JobPage,
+        query=PageQuery,
+        failures=(_AUTH, _PAGE),
+    ),
+    Operation(
+        method="get",
+        path="/jobs/{job_id}",
+        operation_id="getJob",
+        summary="One job; with wait=N, answered as soon as it is final",
+        description=(
+            "With `wait=N` the call waits on the job (a Firestore listener) up to N seconds and "
+            "answers as soon as it is completed, failed or canceled, else with its state then."
+        ),
+        tag="jobs",
+        ok=200,
+        answer=jobs.JobPublic,
+        query=jobs.WaitQuery,
+        path_params={"job_id": _ID},
+        failures=(
+            _AUTH,
+            _f(404, "No such job of this account.", "job_not_found"),
+            _f(422, "`wait` is not a whole number in range.", "invalid_wait"),
+        ),
+    ),
+    Operation(
+        method="post",
+        path="/jobs/{job_id}/cancel",
+        operation_id="cancelJob",
+        summary="Cancel a queued job and refund its cost",
+        tag="jobs",
+        ok=200,
+        answer=jobs.JobPublic,
+        path_params={"job_id": _ID},
+        failures=(
+            _AUTH,
+            _f(404, "No such job of this account.", "job_not_found"),
+            _f(409, "The job is running or already final.", "job_in_progress", "job_not_cancelable"),
+        ),
+    ),
+    Operation(
+        method="get",
+        path="/usage",
+        operation_id="getUsage",
+        summary="Jobs and credits spent per task type and day",
+        tag="account",
+        ok=200,
+        answer=usage.UsageHistory,
+        query=usage.UsageQuery,
+        failures=(_AUTH, _f(422, "The range is invalid or too long.", "invalid_request")),
+    ),
+    Operation(
+        method="get",
+        path="/health",
+        operation_id="getHealth",
+        summary="Whether Firestore, the queue and the AI endpoint answer",
+        tag="operations",
+        ok=200,
+        answer=HealthPublic,
+        authenticated=False,
+        failures=(),
+    ),
+    Operation(
+        method="post",
+        path="/admin/credits",
+        operation_id="grantCredits",
+        summary="Grant (or, negative, remove) credits; idempotent by grant_id",
+        tag="admin",
+        ok=200,
+        answer=ledger.GrantResult,
+        body=ledger.GrantCreate,
+        replay_header=True,
+        failures=(
+            *_BODY,
+            _AUTH,
+            _ADMIN,
+            _f(404, "No such username.", "user_not_found"),
+            _f(
+                409,
+                "The `grant_id` was used with another grant, or the balance is too low to remove.",
+                "grant_id_reused",
+                "balance_too_low",
+            ),
+            _f(422, "An invalid grant.", "invalid_request"),
+        ),
+    ),
+    Operation(
+        method="get",
+        path="/admin/users",
+        operation_id="listUsers",
+        summary="Accounts by username",
+        tag="admin",
+        ok=200,
+        answer=auth.UserPage,
+        query=PageQuery,
+        failures=(_AUTH, _ADMIN, _PAGE),
+    ),
+    Operation(
+        method="get",
+        path="/admin/users/{username}",
+        operation_id="getUser",
+        summary="One account with its job counts",
+        tag="admin",
+        ok=200,
+        answer=auth.UserAdminDetail,
+        path_params={"username": {"type": "string", "minLength": 1, "examples": ["ada"]}},
+        failures=(_AUTH, _ADMIN, _f(404, "No such username.", "user_not_found")),
+    ),
+    Operation(
+        method="get",
+        path="/admin/reports",
+        operation_id="listReports",
+        summary="Stored weekly reports, newest first",
+        tag="admin",
+        ok=200,
+        answer=reports.ReportPage,
+        query=PageQuery,
+        failures=(_AUTH, _ADMIN, _PAGE),
+    ),
+    Operation(
+        method="get",
+        path="/admin/reports/{week}",
+        operation_id="getReport",
+        summary="One stored weekly report",
+        tag="admin",
+        ok=200,
+        answer=reports.WeeklyReport,
+        path_params={"week": _WEEK},
+        failures=(_AUTH, _ADMIN, _f(404, "No report for this week.", "report_not_found")),
+    ),
+)
+
+_ALWAYS = (
+    _f(413, "The body is too large.", "payload_too_large"),
+    _f(500, "A bug: logged, and answered with no detail.", "internal"),
+    _f(503, "Firestore or the queue is down; retry after `Retry-After`.", "unavailable", "outcome_unknown"),
+)
+_HEADERS = {
+    "Retry-After": {
+        "description": "Seconds to wait before the same request can succeed.",
+        "schema": {"type": "integer", "minimum": 1},
+    },
+    "Idempotent-Replayed": {
+        "description": "`true` when this answers a repeat of an earlier request, which changed nothing.",
+        "schema": {"type": "string", "enum": ["true"]},
+    },
+}
+
+
+def document(server_url: str) -> dict[str, Any]:
+    """The whole OpenAPI 3.1 document, for clients of the functions at ``server_url``."""
+    models: list[tuple[type[BaseModel], Any]] = [(ErrorPublic, "serialization")]
+    for op in OPERATIONS:
+        models.append((op.answer, "serialization"))
+        if op.body is not None:
+            models.append((op.body, "validation"))
+    keys, defs = models_json_schema(models, ref_template=_REF)
+    schemas = defs.get("$defs", {})
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method] = _operation(op, keys)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "aijobs", "version": API_VERSION, "description": _DESCRIPTION},
+        "servers": [{"url": server_url.rstrip("/")}],
+        "tags": [{"name": t} for t in dict.fromkeys(op.tag for op in OPERATIONS)],
+        "paths": paths,
+        "components": {
+            "schemas": dict(sorted(schemas.items())),
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "The `access_token` from `signup` or `login`.",
+                }
+            },
+            "headers": _HEADERS,
+        },
+    }
+
+
+def _operation(op: Operation, keys: Mapping[tuple[Any, Any], dict[str, Any]]) -> dict[str, Any]:
+    answer_ref = keys[(op.answer, "serialization")]
+    ok: dict[str, Any] = {"description": op.summary, "content": {"application/json": {"schema": answer_ref}}}
+    if op.replay_header:
+        ok["headers"] = {"Idempotent-Replayed": {"$ref": "#/components/headers/Idempotent-Replayed"}}
+    responses: dict[str, Any] = {str(op.ok): ok}
+    error_ref = keys[(ErrorPublic, "serialization")]
+    if op.answer is HealthPublic:
+        error_ref = answer_ref  # a sick health check answers its checks, with the error beside them
+    for failure in _merge(op.failures + _ALWAYS):
+        codes = ", ".join(f"`{c}`" for c in failure.codes)
+        error: dict[str, Any] = {
+            "description": f"{failure.why} Codes: {codes}.",
+            "content": {"application/json": {"schema": error_ref}},
+        }
+        if failure.status in (429, 503):
+            error["headers"] = {"Retry-After": {"$ref": "#/components/headers/Retry-After"}}
+        responses[str(failure.status)] = error
+    result: dict[str, Any] = {
+        "operationId": op.operation_id,
+        "summary": op.summary,
+        "tags": [op.tag],
+        "parameters": _parameters(op),
+        "responses": dict(sorted(responses.items())),
+    }
+    if op.description:
+        result["description"] = op.description
+    if op.body is not None:
+        body_ref = keys[(op.body, "validation")]
+        result["requestBody"] = {"required": True, "content": {"application/json": {"schema": body_ref}}}
+    result["security"] = [{"bearer": []}] if op.authenticated else []
+    if not result["parameters"]:
+        del result["parameters"]
+    return result
+
+
+def _merge(failures: tuple[Failure, ...]) -> list[Failure]:
+    """One entry per status: an operation's own description wins, the codes are joined."""
+    by_status: dict[int, Failure] = {}
+    for failure in failures:
+        seen = by_status.get(failure.status)
+        if seen is None:
+            by_status[failure.status] = failure
+        else:
+            codes = tuple(dict.fromkeys(seen.codes + failure.codes))
+            by_status[failure.status] = Failure(status=seen.status, codes=codes, why=seen.why)
+    return sorted(by_status.values(), key=lambda f: f.status)
+
+
+def _parameters(op: Operation) -> list[dict[str, Any]]:
+    params = [
+        {"name": name, "in": "path", "required": True, "schema": schema}
+        for name, schema in op.path_params.items()
+    ]
+    if op.query is not None:
+        schema = op.query.model_json_schema(by_alias=True)
+        required = set(schema.get("required", []))
+        for name, prop in schema["properties"].items():
+            param: dict[str, Any] = {"name": name, "in": "query", "required": name in required}
+            if "description" in prop:
+                param["description"] = prop.pop("description")
+            prop.pop("title", None)
+            param["schema"] = prop
+            params.append(param)
+    if op.idempotency_key:
+        params.append(
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": (
+                    "Any 1-255 printable ASCII characters, new per job: a repeat with the same key "
+                    "and body answers the first job (marked `Idempotent-Replayed`) and charges nothing."
+                ),
+                "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7e]+$"},
+                "example": "9b1f1f9e-8a8e-4c39-a6a2-5f2b5c1d2e3f",
+            }
+        )
+    return params
