@@ -1,0 +1,364 @@
+"""``Client``: the aijobs HTTP API in Python, on httpx, with retries and long-poll waits."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import date
+from types import TracebackType
+from typing import Any, cast
+from urllib.parse import quote
+
+import httpx
+
+from ._version import __version__
+from .errors import (
+    AijobsError,
+    NetworkError,
+    OutcomeUnknown,
+    RetryableError,
+    ServerError,
+    WaitTimeout,
+    error_for,
+)
+from .types import (
+    FINAL_STATUSES,
+    Credits,
+    Health,
+    Job,
+    JobAccepted,
+    JobPage,
+    Me,
+    Signup,
+    Token,
+    Transaction,
+    Usage,
+)
+
+__all__ = ["DEFAULT_BASE_URL", "MAX_WAIT_SECONDS", "Client", "RetryPolicy"]
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8080"
+MAX_WAIT_SECONDS = 25
+"""The longest ``?wait=N`` the server accepts."""
+_WAIT_SLACK_SECONDS = 15.0
+"""A long-poll's read timeout is its ``wait`` plus this."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How one call is retried after a ``RetryableError`` (429, 503, no answer).
+
+    A call makes at most ``max_attempts`` attempts and sleeps at most ``max_wait`` seconds
+    in all between them. Each pause is the answer's ``Retry-After`` when it has one, else
+    ``backoff`` seconds doubling per retry up to ``max_backoff``. A ``Retry-After`` that would
+    take the call past ``max_wait`` is not waited for: the error is raised at once, its
+    ``retry_after`` telling when to come back.
+
+    What is retried: 429 and 503 on every call, except ``503 outcome_unknown``, which only
+    calls that are safe to repeat retry (reads, login, a submit with its ``Idempotency-Key``);
+    a failed connection (the request surely never left) on every call; a connection lost
+    after sending, or a read timeout, only on calls that are safe to repeat.
+    ``RetryPolicy.none()`` turns retries off.
+    """
+
+    max_attempts: int = 4
+    max_wait: float = 60.0
+    backoff: float = 0.5
+    max_backoff: float = 8.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if self.max_wait < 0 or self.backoff < 0 or self.max_backoff < 0:
+            raise ValueError("max_wait, backoff and max_backoff must not be negative")
+
+    @classmethod
+    def none(cls) -> RetryPolicy:
+        return cls(max_attempts=1)
+
+    def delay(self, retry: int, error: RetryableError) -> float:
+        """The pause before retry number ``retry`` (1 for the first retry)."""
+        if error.retry_after is not None:
+            return error.retry_after
+        return float(min(self.max_backoff, self.backoff * 2 ** (retry - 1)))
+
+
+class Client:
+    """A client of one aijobs deployment.
+
+    ``base_url`` is where the functions are served (each at ``/<name>``), e.g.
+    ``http://127.0.0.1:8080`` for the local stack. ``token`` is an access token (``signup``
+    and ``login`` set it). Pass ``http`` (an ``httpx.Client`` you own and close) or
+    ``transport`` (e.g. ``httpx.MockTransport``) to control how requests are sent; ``sleep``
+    is how the client pauses between retries.
+
+    Every method returns the decoded JSON answer and raises an ``AijobsError`` subclass
+    named after the error's ``code`` (see ``aijobs.errors``).
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_BASE_URL,
+        *,
+        token: str | None = None,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        http: httpx.Client | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if http is not None and transport is not None:
+            raise ValueError("pass http or transport, not both")
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._owns_http = http is None
+        self._http = http or httpx.Client(transport=transport, timeout=timeout)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the HTTP connections (not an ``http`` client passed in)."""
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- accounts ------------------------------------------------------------------------
+
+    def signup(self, username: str, password: str) -> Signup:
+        """Create an account (10 credits); the client keeps its access token."""
+        body = {"username": username, "password": password}
+        answer = cast(Signup, self._call("POST", "/signup", json=body, auth=False, idempotent=False))
+        self.token = answer["access_token"]
+        return answer
+
+    def login(self, username: str, password: str) -> Token:
+        """Log in; the client keeps the new access token (valid 30 minutes)."""
+        body = {"username": username, "password": password}
+        answer = cast(Token, self._call("POST", "/login", json=body, auth=False, idempotent=True))
+        self.token = answer["access_token"]
+        return answer
+
+    def me(self) -> Me:
+        return cast(Me, self._call("GET", "/me"))
+
+    def credits(self, limit: int | None = None, cursor: str | None = None) -> Credits:
+        """The balance and one page of the ledger, newest first (``next_cursor`` for the next)."""
+        return cast(Credits, self._call("GET", "/credits", params=_page(limit, cursor)))
+
+    def iter_transactions(self, page_size: int | None = None) -> Iterator[Transaction]:
+        """Every ledger entry, newest first, fetching page after page."""
+        cursor: str | None = None
+        while True:
+            page = self.credits(page_size, cursor)
+            yield from page["transactions"]
+            cursor = page["next_cursor"]
+            if not cursor:
+                return
+
+    # -- jobs ----------------------------------------------------------------------------
+
+    def submit(
+        self,
+        task_type: str,
+        input_data: str | list[dict[str, str]],
+        options: Mapping[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> JobAccepted:
+        """Submit a job (charged at once, refunded if it fails).
+
+        Sends an ``Idempotency-Key`` (a fresh uuid4 unless ``idempotency_key`` is given) and
+        the same key on every retry, so retries never charge twice: a repeat answers the
+        first job.
+        """
+        key = idempotency_key or str(uuid.uuid4())
+        body = {"task_type": task_type, "input_data": input_data, "options": dict(options or {})}
+        answer = self._call(
+            "POST", "/submit_job", json=body, headers={"Idempotency-Key": key}, idempotent=True
+        )
+        return cast(JobAccepted, answer)
+
+    def get_job(self, job_id: str, wait: int | None = None) -> Job:
+        """The job; with ``wait`` (0-25 s), as soon as it is final or as it is after that long."""
+        if wait is not None and not 0 <= wait <= MAX_WAIT_SECONDS:
+            raise ValueError(f"wait must be from 0 to {MAX_WAIT_SECONDS} seconds")
+        params = {} if wait is None else {"wait": str(wait)}
+        timeout = self.timeout if not wait else max(self.timeout, wait + _WAIT_SLACK_SECONDS)
+        return cast(Job, self._call("GET", f"/jobs/{_segment(job_id)}", params=params, timeout=timeout))
+
+    def wait(
+        self,
+        job_id: str,
+        timeout: float | None = 300.0,
+        *,
+        on_progress: Callable[[Job], None] | None = None,
+        poll: int = MAX_WAIT_SECONDS,
+    ) -> Job:
+        """Long-poll ``GET /jobs/{id}?wait=N`` until the job is completed, failed or canceled.
+
+        ``timeout`` (seconds, None for no limit) bounds the whole wait: past it,
+        ``WaitTimeout`` is raised with the last job seen. ``on_progress`` is called with the
+        job after every answer. ``poll`` is the longest single wait asked of the server.
+        """
+        if not 1 <= poll <= MAX_WAIT_SECONDS:
+            raise ValueError(f"poll must be from 1 to {MAX_WAIT_SECONDS} seconds")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = poll
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                left = min(poll, max(0, int(remaining)))
+                if left == 0 and remaining > 0:
+                    self._sleep(remaining)  # the last fraction of a second, then one last look
+            job = self.get_job(job_id, wait=left)
+            if on_progress is not None:
+                on_progress(job)
+            if job["status"] in FINAL_STATUSES:
+                return job
+            if deadline is not None and (left == 0 or time.monotonic() >= deadline):
+                raise WaitTimeout(job, cast(float, timeout))
+
+    def list_jobs(self, limit: int | None = None, cursor: str | None = None) -> JobPage:
+        """One page of the user's jobs, newest first (``next_cursor`` for the next)."""
+        return cast(JobPage, self._call("GET", "/jobs", params=_page(limit, cursor)))
+
+    def iter_jobs(self, page_size: int | None = None) -> Iterator[Job]:
+        """Every job of the user, newest first, fetching page after page."""
+        cursor: str | None = None
+        while True:
+            page = self.list_jobs(page_size, cursor)
+            yield from page["jobs"]
+            cursor = page["next_cursor"]
+            if not cursor:
+                return
+
+    def cancel_job(self, job_id: str) -> Job:
+        """Cancel a queued job (its cost is refunded); ``JobNotCancelable`` once it runs."""
+        return cast(Job, self._call("POST", f"/jobs/{_segment(job_id)}/cancel", idempotent=False))
+
+    # -- the rest ------------------------------------------------------------------------
+
+    def usage(self, from_date: date | str, to_date: date | str) -> Usage:
+        """Jobs and credits per day and task type, ``from_date`` to ``to_date`` inclusive."""
+        params = {"from": str(from_date), "to": str(to_date)}
+        return cast(Usage, self._call("GET", "/usage", params=params))
+
+    def health(self) -> Health:
+        """``GET /health`` (no token, no retries): ``Unhealthy`` names what is down."""
+        return cast(Health, self._call("GET", "/health", auth=False, retry=False))
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        auth: bool = True,
+        idempotent: bool | None = None,
+        retry: bool = True,
+        timeout: float | None = None,
+    ) -> Any:
+        """One API call with its retries; ``idempotent`` defaults to true for GET."""
+        safe = method == "GET" if idempotent is None else idempotent
+        sent = {"User-Agent": f"aijobs-python/{__version__}", "Accept": "application/json", **(headers or {})}
+        if auth and self.token:
+            sent["Authorization"] = f"Bearer {self.token}"
+        policy = self.retry if retry else RetryPolicy.none()
+        slept = 0.0
+        attempt = 0
+        while True:
+            attempt += 1
+            answer, error = self._attempt(method, path, json, params, sent, timeout)
+            if error is None:
+                return answer
+            if not _may_retry(error, safe):
+                raise error
+            pause = policy.delay(attempt, cast(RetryableError, error))
+            if attempt >= policy.max_attempts or slept + pause > policy.max_wait:
+                raise error
+            self._sleep(pause)
+            slept += pause
+
+    def _attempt(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        params: Mapping[str, str] | None,
+        headers: Mapping[str, str],
+        timeout: float | None,
+    ) -> tuple[Any, AijobsError | None]:
+        """Send once: the decoded answer, or the error (returned, not raised)."""
+        try:
+            response = self._http.request(
+                method,
+                self.base_url + path,
+                json=body,
+                params=params,
+                headers=headers,
+                timeout=timeout if timeout is not None else self.timeout,
+            )
+        except httpx.UnsupportedProtocol as exc:
+            raise NetworkError(f"{self.base_url}: {exc}") from exc
+        except httpx.TransportError as exc:
+            # Refused or timed out while connecting: the request never left, any call may retry.
+            unsent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+            error = NetworkError(
+                f"{method} {self.base_url}{path}: {type(exc).__name__}: {exc}", unsent=unsent
+            )
+            error.__cause__ = exc
+            return None, error
+        try:
+            decoded = response.json() if response.content else None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            decoded = None
+        headers_in = dict(response.headers)
+        if response.is_success:
+            if isinstance(decoded, dict | list):
+                return decoded, None
+            return None, ServerError(response.status_code, "invalid_response", "the answer is not JSON")
+        if decoded is None and response.content:
+            decoded = response.text[:1000]
+        return None, error_for(response.status_code, decoded, headers_in)
+
+
+def _may_retry(error: AijobsError, safe: bool) -> bool:
+    if not isinstance(error, RetryableError):
+        return False
+    if isinstance(error, NetworkError):
+        return safe or error.unsent
+    if isinstance(error, OutcomeUnknown):
+        return safe
+    return True
+
+
+def _page(limit: int | None, cursor: str | None) -> dict[str, str]:
+    params = {}
+    if limit is not None:
+        params["limit"] = str(limit)
+    if cursor:
+        params["cursor"] = cursor
+    return params
+
+
+def _segment(job_id: str) -> str:
+    if not job_id:
+        raise ValueError("job_id must not be empty")
+    return quote(job_id, safe="")

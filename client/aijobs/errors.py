@@ -1,0 +1,436 @@
+"""Exceptions for every error the aijobs API answers, named after its ``code``.
+
+Every API error is ``{"error": {"code": "<snake_case>", "message": "<text>"}}``. The client
+raises the class registered for that ``code``; a code it does not know falls back to the
+class of the HTTP status (``NotFound`` for an unknown 404, ``ServerError`` for a 5xx, ...),
+so ``except NotFound`` keeps working when the server learns a new code.
+
+The tree::
+
+    AijobsError                       status, code, message, body, headers
+    ├── BadRequest (400)              MalformedJson, InvalidUnicode
+    ├── Unauthenticated (401)         InvalidCredentials, InvalidToken, TokenExpired
+    ├── InsufficientCredits (402)
+    ├── Forbidden (403)               AdminOnly, OriginNotAllowed
+    ├── NotFound (404)                JobNotFound, UserNotFound, ReportNotFound, RouteNotFound
+    ├── MethodNotAllowed (405)
+    ├── Conflict (409)                UsernameTaken, IdempotencyKeyReused, JobNotCancelable,
+    │                                 JobInProgress, GrantIdReused, BalanceTooLow
+    ├── PayloadTooLarge (413)         InputTooLarge
+    ├── UnsupportedMediaType (415)
+    ├── InvalidRequest (422)          InvalidLimit, InvalidCursor, InvalidWait, InvalidOption,
+    │                                 UnknownTaskType, TaskTypeUnsupported,
+    │                                 InvalidIdempotencyKey, InvalidRole, WeekNotComplete
+    ├── ServerError (500 and other 5xx)
+    ├── WaitTimeout                   (client side: ``Client.wait`` ran out of time)
+    └── RetryableError                the same request may succeed later: retried by the client
+        ├── RateLimited (429)         SignupRateLimited, TooManyLoginAttempts, SubmitRateLimited
+        ├── Unavailable (503)         EnqueueFailed, OutcomeUnknown, Unhealthy
+        └── NetworkError              (client side: no HTTP answer; ``status`` 0)
+
+``RetryableError`` is what ``Client`` retries (within its ``RetryPolicy``); ``retry_after``
+is the server's ``Retry-After`` in seconds when it sent one. ``OutcomeUnknown`` is the one
+retryable error whose change may have been applied: the client retries it only where a
+repeat is safe (reads, and a submit with its ``Idempotency-Key``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC
+from typing import Any, ClassVar
+
+__all__ = [
+    "AdminOnly",
+    "AijobsError",
+    "BadRequest",
+    "BalanceTooLow",
+    "Conflict",
+    "EnqueueFailed",
+    "Forbidden",
+    "GrantIdReused",
+    "IdempotencyKeyReused",
+    "InputTooLarge",
+    "InsufficientCredits",
+    "InvalidCredentials",
+    "InvalidCursor",
+    "InvalidIdempotencyKey",
+    "InvalidLimit",
+    "InvalidOption",
+    "InvalidRequest",
+    "InvalidRole",
+    "InvalidToken",
+    "InvalidUnicode",
+    "InvalidWait",
+    "JobInProgress",
+    "JobNotCancelable",
+    "JobNotFound",
+    "MalformedJson",
+    "MethodNotAllowed",
+    "NetworkError",
+    "NotFound",
+    "OriginNotAllowed",
+    "OutcomeUnknown",
+    "PayloadTooLarge",
+    "RateLimited",
+    "ReportNotFound",
+    "RetryableError",
+    "RouteNotFound",
+    "ServerError",
+    "SignupRateLimited",
+    "SubmitRateLimited",
+    "TaskTypeUnsupported",
+    "TokenExpired",
+    "TooManyLoginAttempts",
+    "Unauthenticated",
+    "Unavailable",
+    "Unhealthy",
+    "UnknownTaskType",
+    "UnsupportedMediaType",
+    "UserNotFound",
+    "UsernameTaken",
+    "WaitTimeout",
+    "WeekNotComplete",
+    "error_for",
+]
+
+_BY_CODE: dict[str, type[AijobsError]] = {}
+_BY_STATUS: dict[int, type[AijobsError]] = {}
+
+
+class AijobsError(Exception):
+    """An error answered by the aijobs API (or, for a few subclasses, met by the client).
+
+    ``status`` is the HTTP status (0 when there was no answer), ``code`` the API's stable
+    snake_case code, ``message`` its text for people, ``body`` the decoded answer (or None)
+    and ``headers`` the answer's headers.
+    """
+
+    error_code: ClassVar[str | None] = None
+    """The API ``code`` this class stands for (None: a client-side error, or a base only)."""
+    http_status: ClassVar[int | None] = None
+    """The HTTP status whose unknown codes fall back to this class."""
+    retryable: ClassVar[bool] = False
+    """Whether the same request may succeed later (see ``RetryableError``)."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        body: Any = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(f"{code} ({status}): {message}" if status else f"{code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.body = body
+        self.headers: dict[str, str] = dict(headers or {})
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__
+        if own.get("error_code"):
+            _BY_CODE[own["error_code"]] = cls
+        if own.get("http_status") and own["http_status"] not in _BY_STATUS:
+            _BY_STATUS[own["http_status"]] = cls
+
+
+class RetryableError(AijobsError):
+    """The same request may succeed later; ``retry_after`` is the server's hint in seconds."""
+
+    retryable = True
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        body: Any = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(status, code, message, body, headers=headers)
+        self.retry_after: float | None = parse_retry_after(self.headers)
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """``Retry-After`` in seconds (delta-seconds or an HTTP date), None when absent or unreadable."""
+    raw = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    if raw is None:
+        return None
+    raw = raw.strip()
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    from datetime import datetime
+
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+# 400
+class BadRequest(AijobsError):
+    error_code, http_status = "bad_request", 400
+
+
+class MalformedJson(BadRequest):
+    error_code = "malformed_json"
+
+
+class InvalidUnicode(BadRequest):
+    error_code = "invalid_unicode"
+
+
+# 401
+class Unauthenticated(AijobsError):
+    """Missing, invalid or expired credentials: log in (again)."""
+
+    error_code, http_status = "unauthenticated", 401
+
+
+class InvalidCredentials(Unauthenticated):
+    error_code = "invalid_credentials"
+
+
+class InvalidToken(Unauthenticated):
+    error_code = "invalid_token"
+
+
+class TokenExpired(Unauthenticated):
+    error_code = "token_expired"
+
+
+# 402
+class InsufficientCredits(AijobsError):
+    error_code, http_status = "insufficient_credits", 402
+
+
+# 403
+class Forbidden(AijobsError):
+    error_code, http_status = "forbidden", 403
+
+
+class AdminOnly(Forbidden):
+    error_code = "admin_only"
+
+
+class OriginNotAllowed(Forbidden):
+    error_code = "origin_not_allowed"
+
+
+# 404
+class NotFound(AijobsError):
+    error_code, http_status = "not_found", 404
+
+
+class JobNotFound(NotFound):
+    error_code = "job_not_found"
+
+
+class UserNotFound(NotFound):
+    error_code = "user_not_found"
+
+
+class ReportNotFound(NotFound):
+    error_code = "report_not_found"
+
+
+class RouteNotFound(NotFound):
+    error_code = "route_not_found"
+
+
+# 405
+class MethodNotAllowed(AijobsError):
+    error_code, http_status = "method_not_allowed", 405
+
+
+# 409
+class Conflict(AijobsError):
+    error_code, http_status = "conflict", 409
+
+
+class UsernameTaken(Conflict):
+    error_code = "username_taken"
+
+
+class IdempotencyKeyReused(Conflict):
+    """The same ``Idempotency-Key`` was sent before with a different request."""
+
+    error_code = "idempotency_key_reused"
+
+
+class JobNotCancelable(Conflict):
+    error_code = "job_not_cancelable"
+
+
+class JobInProgress(Conflict):
+    error_code = "job_in_progress"
+
+
+class GrantIdReused(Conflict):
+    error_code = "grant_id_reused"
+
+
+class BalanceTooLow(Conflict):
+    error_code = "balance_too_low"
+
+
+# 413
+class PayloadTooLarge(AijobsError):
+    error_code, http_status = "payload_too_large", 413
+
+
+class InputTooLarge(PayloadTooLarge):
+    error_code = "input_too_large"
+
+
+# 415
+class UnsupportedMediaType(AijobsError):
+    error_code, http_status = "unsupported_media_type", 415
+
+
+# 422
+class InvalidRequest(AijobsError):
+    error_code, http_status = "invalid_request", 422
+
+
+class InvalidLimit(InvalidRequest):
+    error_code = "invalid_limit"
+
+
+class InvalidCursor(InvalidRequest):
+    error_code = "invalid_cursor"
+
+
+class InvalidWait(InvalidRequest):
+    error_code = "invalid_wait"
+
+
+class InvalidOption(InvalidRequest):
+    error_code = "invalid_option"
+
+
+class UnknownTaskType(InvalidRequest):
+    error_code = "unknown_task_type"
+
+
+class TaskTypeUnsupported(InvalidRequest):
+    """The configured AI endpoint cannot serve this task type (nothing was charged)."""
+
+    error_code = "task_type_unsupported"
+
+
+class InvalidIdempotencyKey(InvalidRequest):
+    error_code = "invalid_idempotency_key"
+
+
+class InvalidRole(InvalidRequest):
+    error_code = "invalid_role"
+
+
+class WeekNotComplete(InvalidRequest):
+    error_code = "week_not_complete"
+
+
+# 429
+class RateLimited(RetryableError):
+    """Too many requests: the same request can succeed after ``retry_after`` seconds."""
+
+    error_code, http_status = "rate_limited", 429
+
+
+class SignupRateLimited(RateLimited):
+    error_code = "signup_rate_limited"
+
+
+class TooManyLoginAttempts(RateLimited):
+    error_code = "too_many_login_attempts"
+
+
+class SubmitRateLimited(RateLimited):
+    error_code = "submit_rate_limited"
+
+
+# 503
+class Unavailable(RetryableError):
+    """Temporarily unavailable; nothing was changed (nor charged)."""
+
+    error_code, http_status = "unavailable", 503
+
+
+class EnqueueFailed(Unavailable):
+    """The queue refused the job: it was not charged, and a retry with the same key runs it."""
+
+    error_code = "enqueue_failed"
+
+
+class OutcomeUnknown(Unavailable):
+    """The store did not confirm the change: it may or may not have happened.
+
+    A retry with the same ``Idempotency-Key`` answers what really happened.
+    """
+
+    error_code = "outcome_unknown"
+
+
+class Unhealthy(Unavailable):
+    """``GET /health``: a dependency is down; ``body["checks"]`` names which."""
+
+    error_code = "unhealthy"
+
+
+# 5xx
+class ServerError(AijobsError):
+    """An unexpected server error (``internal``), or a 5xx without a known code."""
+
+    error_code, http_status = "internal", 500
+
+
+# Client side
+class NetworkError(RetryableError):
+    """No HTTP answer: the connection failed, was cut, or timed out. ``status`` is 0.
+
+    ``unsent`` is true when the request surely never reached the server (the connection
+    was refused or timed out), so even a call that is not safe to repeat may be retried.
+    """
+
+    def __init__(self, message: str, *, unsent: bool = False) -> None:
+        super().__init__(0, "network_error", message)
+        self.unsent = unsent
+
+
+class WaitTimeout(AijobsError):
+    """``Client.wait`` ran out of time before the job was final; ``job`` is the last seen."""
+
+    def __init__(self, job: Mapping[str, Any], timeout: float) -> None:
+        super().__init__(
+            0, "wait_timeout", f"job {job.get('job_id')} is still {job.get('status')} after {timeout:g}s"
+        )
+        self.job = dict(job)
+
+
+def error_for(status: int, body: Any, headers: Mapping[str, str] | None = None) -> AijobsError:
+    """The exception for an error answer: by ``code`` first, then by HTTP status."""
+    code, message = None, None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        code = body["error"].get("code")
+        message = body["error"].get("message")
+    if not isinstance(code, str) or not code:
+        code = f"http_{status}"
+    if not isinstance(message, str):
+        message = f"HTTP {status}"
+    cls = _BY_CODE.get(code) or _BY_STATUS.get(status)
+    if cls is None:
+        cls = ServerError if status >= 500 else AijobsError
+    return cls(status, code, message, body, headers=headers)

@@ -1,0 +1,106 @@
+"""The shapes of the API's answers, as the server sends them (timestamps are RFC 3339 strings)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypedDict
+
+__all__ = [
+    "FINAL_STATUSES",
+    "Account",
+    "Credits",
+    "Health",
+    "Job",
+    "JobAccepted",
+    "JobPage",
+    "JobStatus",
+    "Me",
+    "Signup",
+    "Token",
+    "Transaction",
+    "Usage",
+    "UsageDay",
+    "UsageTotals",
+]
+
+JobStatus = Literal["queued", "in_progress", "completed", "failed", "canceled"]
+FINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "canceled"})
+
+
+class Token(TypedDict):
+    access_token: str
+    token_type: str
+    expires_in: int
+
+
+class Account(TypedDict):
+    id: str
+    username: str
+    credits: int
+
+
+class Signup(Token):
+    user: Account
+
+
+class Me(Account):
+    created_at: str
+
+
+class Transaction(TypedDict):
+    id: str
+    type: Literal["grant", "charge", "refund"]
+    amount: int
+    job_id: str | None
+    created_at: str
+
+
+class Credits(TypedDict):
+    credits: int
+    transactions: list[Transaction]
+    next_cursor: str | None
+
+
+class JobAccepted(TypedDict):
+    job_id: str
+    status: JobStatus
+    cost: int
+    credits: int
+
+
+class Job(TypedDict):
+    job_id: str
+    task_type: str
+    status: JobStatus
+    input_data: Any
+    output: dict[str, Any] | None
+    """``{"text"}`` for text tasks, ``{"image_url"}`` or ``{"image_b64"}`` for images."""
+    error: dict[str, str] | None
+    """``{"code", "message"}`` when the job failed."""
+    cost: int
+    created_at: str
+    updated_at: str
+
+
+class JobPage(TypedDict):
+    jobs: list[Job]
+    next_cursor: str | None
+
+
+class UsageTotals(TypedDict):
+    jobs: dict[str, int]
+    credits: dict[str, int]
+    total_jobs: int
+    total_credits: int
+
+
+class UsageDay(UsageTotals):
+    date: str
+
+
+# ``from`` is a Python keyword, hence the functional form.
+Usage = TypedDict("Usage", {"from": str, "to": str, "days": list[UsageDay], "totals": UsageTotals})
+
+
+class Health(TypedDict):
+    status: str
+    checks: dict[str, str]
