@@ -101,8 +101,8 @@ class JobCreate(BaseModel):
         extra="forbid",
         json_schema_extra={
             "examples": [
-                {"task_type": "summarize", "input_data": "Long text to summarize ...", "options": {}},
-                {"task_type": "translate", "input_data": "Bonjour", "options": {"target_language": "en"}},
+                {"task_type": "summarize", "input_data": "A long text ...", "options": {}},
+                {"task_type": "translate", "input_data": "Hallo", "options": {"target_language": "English"}},
                 {"task_type": "chat", "input_data": [{"role": "user", "content": "Hello!"}]},
             ]
         },
@@ -137,6 +137,8 @@ class JobAccepted(BaseModel):
 
 class WaitQuery(BaseModel):
     """Query of ``GET /jobs/{job_id}``; read by the function, which names its refusal's code."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
 
     wait: int = Field(0, ge=0, le=MAX_WAIT_SECONDS)
     """Seconds to wait for the job to become final; 0 answers at once."""

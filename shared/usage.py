@@ -28,7 +28,7 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from google.cloud import firestore
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
 from shared.db import Snapshot, client, unchanged
 
@@ -160,7 +160,11 @@ def _day(value: object) -> date:
     return day
 
 
-Day = Annotated[date, BeforeValidator(_day)]
+Day = Annotated[
+    date,
+    BeforeValidator(_day),
+    WithJsonSchema({"type": "string", "format": "date", "pattern": f"^{_DAY.pattern}$"}),
+]
 
 
 class UsageQuery(BaseModel):

@@ -28,6 +28,9 @@ _RESERVED = re.compile(r"__.*__")  # Firestore's reserved document ids
 def normalise(value: str) -> str:
     """``value`` lower-cased; ``ValueError`` if it has a character a username may not have,
     or is a reserved id."""
+    # ASCII first: str.lower() maps some other letters into a-z (the Kelvin sign to "k").
+    if not value.isascii():
+        raise ValueError("may contain only a-z, 0-9, '_', '.', '-'")
     value = value.lower()
     if not set(value) <= _ALLOWED:
         raise ValueError("may contain only a-z, 0-9, '_', '.', '-'")
@@ -43,11 +46,18 @@ def _reserved(value: str) -> bool:
 def is_valid(value: str) -> bool:
     """Whether ``value`` could name an account (used before a lookup by a path segment)."""
     lowered = value.lower()
-    return MIN_LENGTH <= len(value) <= MAX_LENGTH and set(lowered) <= _ALLOWED and not _reserved(lowered)
+    return (
+        MIN_LENGTH <= len(value) <= MAX_LENGTH
+        and value.isascii()
+        and set(lowered) <= _ALLOWED
+        and not _reserved(lowered)
+    )
 
 
 Username = Annotated[
-    str, StringConstraints(min_length=MIN_LENGTH, max_length=MAX_LENGTH), AfterValidator(normalise)
+    str,
+    StringConstraints(min_length=MIN_LENGTH, max_length=MAX_LENGTH, pattern=r"^[A-Za-z0-9_.-]+$"),
+    AfterValidator(normalise),
 ]
 """A pydantic field type: length-checked, then lower-cased and checked character by character."""
 

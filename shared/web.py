@@ -18,7 +18,8 @@ from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
 import flask
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from werkzeug.exceptions import HTTPException
 
 from shared import logs, metering
 from shared.errors import (
@@ -27,6 +28,7 @@ from shared.errors import (
     Forbidden,
     InvalidRequest,
     MethodNotAllowed,
+    NotFound,
     PayloadTooLarge,
     TooManyRequests,
     Unauthenticated,
@@ -95,9 +97,11 @@ class HealthPublic(BaseModel):
 class PageQuery(BaseModel):
     """The query of every paginated list; read by ``page`` (which names each refusal's code)."""
 
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
-    cursor: str | None = Field(None, pattern=f"^{_CURSOR.pattern}$")
-    """The ``next_cursor`` of the previous page."""
+    cursor: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{0,128}$")
+    """The ``next_cursor`` of the previous page; absent or empty for the first page."""
 
 
 def respond(
@@ -147,6 +151,8 @@ def endpoint(*methods: str, routes: Routes | None = None) -> Callable[[Handler],
     that path takes and a path that does not exist is 404 before any other work."""
 
     def wrap(handler: Handler) -> Handler:
+        _answer_framework_errors()
+
         @functools.wraps(handler)
         def run(request: flask.Request) -> flask.Response:
             settings = get_settings()
@@ -174,6 +180,29 @@ def endpoint(*methods: str, routes: Routes | None = None) -> Callable[[Handler],
         return run
 
     return wrap
+
+
+def _answer_framework_errors() -> None:
+    """Errors raised by Flask before the function runs are JSON errors too.
+
+    A path that functions-framework's route does not match (one with a newline, say) never
+    reaches the handler; Flask would answer it with an HTML page. The function's module is
+    executed inside its app's context (functions-framework does so), so its app is at hand."""
+    if flask.has_app_context():
+        flask.current_app.register_error_handler(HTTPException, _framework_error)
+
+
+def _framework_error(exc: HTTPException) -> flask.Response:
+    status = exc.code or 500
+    if status == 404:
+        return _error(NotFound("no such route", code="route_not_found"))
+    error = AppError(short(exc.description or exc.name, MAX_MESSAGE), code=_snake(exc.name))
+    error.status = status
+    return _error(error)
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "error"
 
 
 def _cors(

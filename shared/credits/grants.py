@@ -14,7 +14,15 @@ import hashlib
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+    field_validator,
+)
 
 from shared import usage, usernames
 from shared.credits import ledger, wallet
@@ -24,6 +32,13 @@ from shared.usernames import Username
 
 MAX_GRANT = 1_000_000
 """The largest credit change one admin grant may make, either way."""
+
+
+def _whole(value: object) -> object:
+    """A float with no fraction as its int; anything else unchanged, for the strict check."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 class GrantCreate(BaseModel):
@@ -38,8 +53,13 @@ class GrantCreate(BaseModel):
     )
 
     username: Username
-    # Strict: "5", 5.0 and true are refused, not coerced; money amounts are exact integers.
-    amount: Annotated[StrictInt, Field(ge=-MAX_GRANT, le=MAX_GRANT)]
+    # Strict: "5", 5.5 and true are refused, not coerced; money amounts are exact integers.
+    # 5.0 is the integer 5 to JSON Schema (and so to the OpenAPI document): taken as 5.
+    amount: Annotated[
+        StrictInt,
+        Field(ge=-MAX_GRANT, le=MAX_GRANT, json_schema_extra={"not": {"const": 0}}),
+        BeforeValidator(_whole),
+    ]
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
     grant_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,128}$")]
 
