@@ -108,6 +108,7 @@ aijobs is running (logs in {(run / "logs").relative_to(ROOT)}/):
   Firestore        127.0.0.1:{stack.firestore_port}  (emulator, data from emulator-export/)
   Cloud Tasks      127.0.0.1:{stack.tasks_port}  (emulator, queue {stack.queue})
   AI endpoint      {stack.env()["AI_BASE_URL"]}
+  API docs         {base}/docs  (OpenAPI 3.1: {base}/docs/openapi.json)
 
 Try it:
   curl -s -X POST {base}/signup -H 'Content-Type: application/json' \\

@@ -200,7 +200,10 @@ class OpenAIProvider:
             except KeyError as exc:
                 raise InvalidTaskOptions(f"the {task_type} prompt needs option {exc}") from None
             messages = [{"role": "system", "content": instruction}, {"role": "user", "content": input_data}]
-        params = {k: options[k] for k in ("max_tokens", "temperature") if k in options}
+        params: dict[str, Any] = {"temperature": options["temperature"]} if "temperature" in options else {}
+        cap = prompts.max_tokens(task_type, options)
+        if cap is not None:
+            params["max_tokens"] = cap
         completion = self._client.chat.completions.create(
             model=self._settings.model_for(task_type), messages=messages, **params
         )

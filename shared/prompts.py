@@ -24,6 +24,20 @@ _TRANSLATE_FROM = (
 )
 
 
+TOKENS_PER_WORD = 2
+"""Room per requested word in a summary's token cap: English runs about 1.3 tokens a word."""
+
+
+def max_tokens(task_type: str, options: Mapping[str, Any]) -> int | None:
+    """The completion's token cap: the client's ``max_tokens``, or one that bounds a summary
+    to its ``max_words``, so a model that ignores the instruction still stops near it."""
+    if "max_tokens" in options:
+        return int(options["max_tokens"])
+    if task_type == "summarize" and "max_words" in options:
+        return int(options["max_words"]) * TOKENS_PER_WORD + 16
+    return None
+
+
 def supported(task_type: str) -> bool:
     """Whether the provider can serve ``task_type`` (a catalog entry alone is not enough)."""
     return task_type in PROMPTS or task_type in _WITHOUT_PROMPT

@@ -266,3 +266,23 @@ __all__ = [
     "footprint",
     "internal",
 ]
+
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    # Without these Chromium calls Google's hosts at start, which this closed network refuses.
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def launch_chromium(playwright: Any) -> Any:
+    """Headless Debian chromium (Playwright's own download cannot work offline), or the
+    browser ``CHROMIUM`` names (CI sets it to an installed Chrome)."""
+    path = Path(os.environ.get("CHROMIUM") or "/usr/bin/chromium")
+    if not path.exists():
+        pytest.fail(f"no browser at {path}: scripts/_setup installs Debian's chromium, or set CHROMIUM")
+    return playwright.chromium.launch(executable_path=str(path), args=CHROMIUM_ARGS)

@@ -102,6 +102,17 @@ def test_translate_tells_the_ai_the_source_language(fake_ai: FakeOpenAI) -> None
     assert "into French" in system_prompt(fake_ai) and " from " not in system_prompt(fake_ai)
 
 
+def test_a_summary_is_capped_near_its_max_words(fake_ai: FakeOpenAI) -> None:
+    # A small model may ignore "use at most 20 words"; the token cap still stops it near there.
+    provider = provider_for(fake_ai)
+    provider("summarize", "A long text. " * 50, {"max_words": 20})
+    assert fake_ai.requests[-1].body["max_tokens"] == 20 * prompts.TOKENS_PER_WORD + 16
+    provider("summarize", "A long text.", {})
+    assert "max_tokens" not in fake_ai.requests[-1].body
+    provider("generate_text", "A poem", {"max_tokens": 7, "temperature": 0})
+    assert fake_ai.requests[-1].body["max_tokens"] == 7 and fake_ai.requests[-1].body["temperature"] == 0
+
+
 def test_a_task_type_without_a_prompt_fails_permanently(fake_ai: FakeOpenAI) -> None:
     # An operator may add a task type to the Firestore catalog that no code serves yet.
     with pytest.raises(PermanentProviderError) as caught:

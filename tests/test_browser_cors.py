@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,7 +17,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from conftest import PASSWORD, Api
+from conftest import PASSWORD, Api, launch_chromium
 from fake_openai import FakeOpenAI, Reply
 
 from scripts.stack import Stack
@@ -149,7 +148,7 @@ def run_page(url: str) -> tuple[dict[str, Any], Sent, Sent]:
     sent: Sent = []
     failed: Sent = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=_chromium(), args=_CHROMIUM_ARGS)
+        browser = launch_chromium(p)
         try:
             page = browser.new_page()
             cdp = page.context.new_cdp_session(page)
@@ -249,21 +248,3 @@ def test_a_page_on_an_origin_not_allowed_cannot_read_an_answer(
     assert not preflights(sent, "/health")
     assert out["health"]["error"] == "TypeError", out
     assert refused["/health"] == "MissingAllowOriginHeader", refused
-
-
-_CHROMIUM_ARGS = [  # as tests/test_openapi.py launches it
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-def _chromium() -> str:
-    """Debian's chromium, or the browser ``CHROMIUM`` names (CI sets it to an installed Chrome)."""
-    path = Path(os.environ.get("CHROMIUM") or "/usr/bin/chromium")
-    if not path.exists():
-        pytest.fail(f"no browser at {path}: apt-get install chromium, or set CHROMIUM to a Chrome/Chromium")
-    return str(path)

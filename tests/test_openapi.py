@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 import requests
-from conftest import Api
+from conftest import Api, launch_chromium
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
 from scripts import devserver
@@ -126,7 +125,7 @@ def test_the_docs_page_renders_every_operation_from_our_host_only(stack: Stack, 
     own = urlsplit(stack.base_url).netloc
     asked: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=_chromium(), args=_CHROMIUM_ARGS)
+        browser = launch_chromium(p)
         try:
             page = browser.new_page()
             page.on("request", lambda r: asked.append(r.url))
@@ -142,20 +141,3 @@ def test_the_docs_page_renders_every_operation_from_our_host_only(stack: Stack, 
         assert op.path in rendered, op.path
         assert op.summary in text, op.summary
     assert asked and all(urlsplit(u).netloc == own for u in asked if not u.startswith("data:")), asked
-
-
-_CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-def _chromium() -> str:
-    path = Path("/usr/bin/chromium")
-    if not path.exists():
-        pytest.fail("Debian's chromium is missing: scripts/_setup installs it (apt-get install chromium)")
-    return str(path)
