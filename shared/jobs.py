@@ -48,7 +48,7 @@ import logging
 import re
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -185,12 +185,19 @@ def _idempotency_ref(user_id: str, key: str) -> firestore.DocumentReference:
     return client().collection("idempotency").document(f"{user_id}-{digest}")
 
 
-def submit(user_id: str, job: JobCreate, idempotency_key: str | None, enqueue: Enqueue) -> JobAccepted:
+def submit(
+    user_id: str,
+    job: JobCreate,
+    idempotency_key: str | None,
+    enqueue: Enqueue,
+    links: Mapping[str, str] | None = None,
+) -> JobAccepted:
     """Charge, store and enqueue a job; with an idempotency key, at most once per key.
 
     202 means charged and on its way: if the task could not be confirmed, the job is
     in the outbox (see the module docstring). ``Unavailable`` from here means nothing
-    was charged, except ``OutcomeUnknown``, which says so.
+    was charged, except ``OutcomeUnknown``, which says so. ``links`` are stored on the job
+    (``{"conversation_id": ...}``): what it belongs to, read back when it is final.
     """
     settings = get_settings()
     cost = catalog.price(job.task_type, job.options)
@@ -257,6 +264,7 @@ def submit(user_id: str, job: JobCreate, idempotency_key: str | None, enqueue: E
             "updated_at": at,
             "expires_at": at + timedelta(days=settings.job_retention_days),
             "shard": shard,
+            **(links or {}),
         }
         batch.create(job_ref, batch.receipt(job_ref, document))
         return None  # charged: the answer is made once the task is on its way
@@ -421,9 +429,24 @@ def _finish(
         batch.update(ref, batch.receipt(ref, changes), option=option)
         if forget is not None:
             batch.delete(forget)
+        _stage_on_final(batch, job_id, {**job, **changes}, at)
         return JobPublic(job_id=job_id, **{**job, **changes})
 
-    return commit_optimistically(decide)
+    finished = commit_optimistically(decide)
+    if finished is not None:
+        _after_final(finished)
+    return finished
+
+
+def _stage_on_final(batch: Batch, job_id: str, job: dict[str, Any], at: datetime) -> None:
+    """What else changes in the very commit that makes a job final (``job`` as it is then).
+
+    Called once per round of that commit, on a fresh batch, so it may stage writes freely;
+    it must not commit, and it reads only what it must (this is every job's path)."""
+
+
+def _after_final(job: JobPublic) -> None:
+    """Work after a job's final commit landed (once per job: only the winner gets here)."""
 
 
 @dataclass(frozen=True)
