@@ -53,6 +53,9 @@ JWT_SECRET_ENV = "AIJOBS_JWT_SECRET"
 DEV_JWT_SECRET = "dev-only-jwt-secret-not-for-production-use"  # = shared.settings.DEV_JWT_SECRET
 AI_KEY_ENV = "AIJOBS_AI_API_KEY"
 """Set it to store (or rotate to) that AI key; the first deploy needs it."""
+AI_PROVIDER_KEYS_SECRET_NAME = "aijobs-ai-provider-keys"
+AI_PROVIDER_KEYS_ENV = "AIJOBS_AI_PROVIDER_KEYS"
+"""JSON ``{name: key}`` of the ``--ai-providers``: set it to store (or rotate to) those keys."""
 AI_TIMEOUT_SECONDS = 60
 """Bound on one AI call; the worker's job lease and the task's dispatch deadline are this + 30 s."""
 JOB_MAX_ATTEMPTS = 3
@@ -135,6 +138,8 @@ FUNCTIONS: dict[str, FunctionSpec] = {
     "health": FunctionSpec(memory="256MiB", timeout_seconds=30, concurrency=40, cpu="1", max_instances=5),
     # Static but for the document built once per instance; the page's assets are cached a day.
     "docs": FunctionSpec(memory="256MiB", timeout_seconds=30, concurrency=40, cpu="1", max_instances=5),
+    # Public and unauthenticated, one cached read per CATALOG_CACHE_SECONDS, answers cacheable.
+    "catalog": FunctionSpec(memory="256MiB", timeout_seconds=30, concurrency=40, cpu="1", max_instances=10),
     "worker": FunctionSpec(
         memory="512MiB", timeout_seconds=120, concurrency=8, cpu="1", max_instances=20, caller="tasks"
     ),
@@ -316,8 +321,11 @@ class Config:
     ai_model: str = "gpt-4o-mini"
     ai_image_model: str = "gpt-image-1"
     ai_base_url: str | None = None
+    ai_providers: str | None = None
+    """``AI_PROVIDERS`` (JSON), the providers besides ``default``; their keys are one secret."""
     jwt_secret_given: bool = False
     ai_key_given: bool = False
+    ai_provider_keys_given: bool = False
 
     def sa_email(self, key: str) -> str:
         return f"{SERVICE_ACCOUNTS[key].name}@{self.project}.iam.gserviceaccount.com"
@@ -532,6 +540,9 @@ def _secret_steps(config: Config, name: str, env: str, given: bool, generate: bo
 def secrets_section(config: Config) -> Section:
     steps = _secret_steps(config, JWT_SECRET_NAME, JWT_SECRET_ENV, config.jwt_secret_given, generate=True)
     steps += _secret_steps(config, AI_KEY_SECRET_NAME, AI_KEY_ENV, config.ai_key_given, generate=False)
+    if config.ai_providers:
+        keys = (AI_PROVIDER_KEYS_SECRET_NAME, AI_PROVIDER_KEYS_ENV, config.ai_provider_keys_given)
+        steps += _secret_steps(config, *keys, generate=False)
     return Section(
         "Secrets (Secret Manager)",
         steps,
@@ -599,6 +610,8 @@ def function_env(config: Config, spec: FunctionSpec) -> dict[str, str]:
     }
     if config.ai_base_url:
         env["AI_BASE_URL"] = config.ai_base_url
+    if config.ai_providers:
+        env["AI_PROVIDERS"] = config.ai_providers
     return env
 
 
@@ -609,6 +622,14 @@ def env_vars_flag(env: Mapping[str, str]) -> str:
             raise DeployError("an environment value contains both ',' and '|'")
         return "--set-env-vars=^|^" + "|".join(f"{k}={v}" for k, v in env.items())
     return "--set-env-vars=" + ",".join(f"{k}={v}" for k, v in env.items())
+
+
+def function_secrets(config: Config) -> dict[str, str]:
+    """Each secret environment variable of the functions and the secret it comes from."""
+    secrets = {"JWT_SECRET": JWT_SECRET_NAME, "AI_API_KEY": AI_KEY_SECRET_NAME}
+    if config.ai_providers:
+        secrets["AI_PROVIDER_KEYS"] = AI_PROVIDER_KEYS_SECRET_NAME
+    return secrets
 
 
 def deploy_function_argv(config: Config, name: str, spec: FunctionSpec) -> tuple[str, ...]:
@@ -636,7 +657,8 @@ def deploy_function_argv(config: Config, name: str, spec: FunctionSpec) -> tuple
         f"--min-instances={spec.min_instances}",
         f"--max-instances={spec.max_instances}",
         env_vars_flag(function_env(config, spec)),
-        f"--set-secrets=JWT_SECRET={JWT_SECRET_NAME}:latest,AI_API_KEY={AI_KEY_SECRET_NAME}:latest",
+        "--set-secrets="
+        + ",".join(f"{env}={secret}:latest" for env, secret in function_secrets(config).items()),
     ]
     return config.gcloud(*argv)
 
@@ -1068,6 +1090,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=os.environ.get("AIJOBS_AI_BASE_URL") or None,
         help="OpenAI-compatible endpoint (https); default api.openai.com",
     )
+    parser.add_argument(
+        "--ai-providers",
+        default=os.environ.get("AIJOBS_AI_PROVIDERS") or None,
+        help='more providers, JSON {name: {"base_url", ...}} (AI_PROVIDERS); keys: $' + AI_PROVIDER_KEYS_ENV,
+    )
     parser.add_argument("--bundle-dir", type=Path, default=DEFAULT_BUNDLE_DIR, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -1079,6 +1106,8 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Co
         raise DeployError(f"--region {args.region!r} is not a region (e.g. europe-west1)")
     if args.ai_base_url and not str(args.ai_base_url).startswith("https://"):
         raise DeployError("--ai-base-url must be an https:// URL")
+    if args.ai_providers is not None:
+        _check_providers(args.ai_providers)
     jwt = environ.get(JWT_SECRET_ENV, "")
     if jwt and len(jwt) < 32:
         raise DeployError(f"${JWT_SECRET_ENV} must be at least 32 characters (production refuses shorter)")
@@ -1093,8 +1122,26 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Co
         ai_image_model=args.ai_image_model,
         ai_base_url=args.ai_base_url,
         jwt_secret_given=bool(jwt),
+        ai_providers=args.ai_providers,
         ai_key_given=bool(environ.get(AI_KEY_ENV)),
+        ai_provider_keys_given=bool(environ.get(AI_PROVIDER_KEYS_ENV)),
     )
+
+
+def _check_providers(text: str) -> None:
+    """What the plan can see of ``--ai-providers`` (the functions validate the rest at start)."""
+    try:
+        providers = json.loads(text)
+    except ValueError:
+        raise DeployError("--ai-providers is not JSON") from None
+    if not isinstance(providers, dict) or not providers:
+        raise DeployError('--ai-providers must be a JSON object {name: {"base_url": ...}}')
+    for name, spec in providers.items():
+        url = spec.get("base_url") if isinstance(spec, dict) else None
+        if not isinstance(url, str) or not url.startswith("https://"):
+            raise DeployError(f"--ai-providers: {name[:40]!r} needs an https:// base_url")
+    if "|" in text:
+        raise DeployError("--ai-providers may not contain '|' (gcloud's list delimiter here)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,9 @@
-"""The AI provider: any OpenAI-compatible endpoint, through the official SDK.
+"""The AI providers: OpenAI-compatible endpoints, through the official SDK.
+
+One client per configured provider (``default``, the ``AI_*`` settings, and each of
+``AI_PROVIDERS``), made on first use; a job goes to the provider and model recorded on it at
+submit (``catalog.Route``, in its options as ``model``), a job from before models to the
+default provider's configured model.
 
 Text tasks use chat completions and images the images API. Every call has a
 timeout and no SDK-level retries: a retryable failure goes back to Cloud Tasks,
@@ -12,6 +17,7 @@ the HTTP client, cuts every connect, read and write to the time that is left.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -25,6 +31,7 @@ from openai.types import ImagesResponse
 from openai.types.chat import ChatCompletion
 
 from shared import prompts
+from shared.catalog import MODEL_OPTION, Route
 from shared.errors import (
     BadOutput,
     ContentRefused,
@@ -35,7 +42,7 @@ from shared.errors import (
     ProviderServerError,
     ProviderTimeout,
 )
-from shared.settings import Settings
+from shared.settings import DEFAULT_PROVIDER, Endpoint, Settings
 
 _PING_SECONDS = 3.0
 
@@ -44,6 +51,12 @@ class TaskTypeUnsupported(PermanentProviderError):
     """The catalog sells a task type this provider has no way to run."""
 
     code = "task_type_unsupported"
+
+
+class ModelUnavailable(PermanentProviderError):
+    """The job's provider is no longer configured (or its model has no name): it cannot run."""
+
+    code = "model_unavailable"
 
 
 class InvalidTaskOptions(PermanentProviderError):
@@ -155,43 +168,73 @@ def _classify(exc: Exception) -> ProviderError:
 
 
 class OpenAIProvider:
-    """Callable as ``shared.jobs.Provider``; the HTTP client is injectable for tests.
+    """Callable as ``shared.jobs.Provider``, for every configured provider; the HTTP client is
+    injectable for tests.
 
     An injected client is bounded in total only if it is built like ``deadline_http_client``.
     """
 
     def __init__(self, settings: Settings, http_client: httpx2.Client | None = None) -> None:
-        key = settings.ai_api_key.get_secret_value() if settings.ai_api_key else "unused"
         self._settings = settings
-        self._client = openai.OpenAI(
-            base_url=settings.ai_base_url,
-            api_key=key,
-            timeout=settings.ai_timeout_seconds,
-            max_retries=0,
-            http_client=http_client or deadline_http_client(),
-        )
+        self._endpoints = settings.endpoints()
+        self._http_client = http_client
+        self._clients: dict[str, openai.OpenAI] = {}
+        self._lock = threading.Lock()  # the worker's threads share one provider
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The configured providers, ``default`` first."""
+        return tuple(self._endpoints)
+
+    def _client(self, name: str) -> tuple[openai.OpenAI, Endpoint]:
+        endpoint = self._endpoints.get(name)
+        if endpoint is None:
+            raise ModelUnavailable(f"the AI provider {name!r} is not configured")
+        with self._lock:
+            made = self._clients.get(name)
+            if made is None:
+                key = endpoint.api_key.get_secret_value() if endpoint.api_key else "unused"
+                made = openai.OpenAI(
+                    base_url=endpoint.base_url,
+                    api_key=key,
+                    timeout=endpoint.timeout_seconds,
+                    max_retries=0,
+                    http_client=self._http_client or deadline_http_client(),
+                )
+                self._clients[name] = made
+        return made, endpoint
 
     def __call__(self, task_type: str, input_data: Any, options: dict[str, Any]) -> dict[str, Any]:
         if not prompts.supported(task_type):
             raise TaskTypeUnsupported(f"the AI provider cannot serve {task_type}")
+        route = options.get(MODEL_OPTION)
+        if not isinstance(route, Route):  # a job from before models: the default's configured model
+            route = Route(DEFAULT_PROVIDER, self._settings.model_for(task_type))
+        options = {k: v for k, v in options.items() if k != MODEL_OPTION}
+        client, endpoint = self._client(route.provider)
+        if not route.model:
+            raise ModelUnavailable(f"the AI provider {route.provider!r} has no model for {task_type}")
         try:
-            with _within(self._settings.ai_timeout_seconds):
+            with _within(endpoint.timeout_seconds):
                 if task_type == "generate_image":
-                    return self._image(input_data, options)
-                return self._text(task_type, input_data, options)
+                    return self._image(client, route.model, input_data, options)
+                return self._text(client, route.model, task_type, input_data, options)
         except (openai.OpenAIError, ValueError) as exc:
             # A body that is not JSON surfaces as a bare JSONDecodeError (a ValueError).
             raise _classify(exc) from exc
 
-    def ping(self) -> None:
-        """Cheap reachability check for ``health``, bounded like a job's call."""
+    def ping(self, name: str = DEFAULT_PROVIDER) -> None:
+        """Cheap reachability check of one provider for ``health``, bounded like a job's call."""
+        client, _ = self._client(name)
         try:
             with _within(_PING_SECONDS):
-                self._client.with_options(timeout=_PING_SECONDS).models.list()
+                client.with_options(timeout=_PING_SECONDS).models.list()
         except openai.OpenAIError as exc:
             raise _classify(exc) from exc
 
-    def _text(self, task_type: str, input_data: Any, options: dict[str, Any]) -> dict[str, Any]:
+    def _text(
+        self, client: openai.OpenAI, model: str, task_type: str, input_data: Any, options: dict[str, Any]
+    ) -> dict[str, Any]:
         if task_type == "chat":
             messages = list(input_data)
         else:
@@ -204,9 +247,7 @@ class OpenAIProvider:
         cap = prompts.max_tokens(task_type, options)
         if cap is not None:
             params["max_tokens"] = cap
-        completion = self._client.chat.completions.create(
-            model=self._settings.model_for(task_type), messages=messages, **params
-        )
+        completion = client.chat.completions.create(model=model, messages=messages, **params)
         if not isinstance(completion, ChatCompletion) or not completion.choices:
             raise BadOutput("the AI endpoint returned no choices")
         choice = completion.choices[0]
@@ -217,10 +258,10 @@ class OpenAIProvider:
             raise BadOutput("the AI endpoint returned an empty answer")
         return {"text": text}
 
-    def _image(self, prompt: str, options: dict[str, Any]) -> dict[str, Any]:
-        result = self._client.images.generate(
-            model=self._settings.ai_image_model, prompt=prompt, n=1, **options
-        )
+    def _image(
+        self, client: openai.OpenAI, model: str, prompt: str, options: dict[str, Any]
+    ) -> dict[str, Any]:
+        result = client.images.generate(model=model, prompt=prompt, n=1, **options)
         image = result.data[0] if isinstance(result, ImagesResponse) and result.data else None
         if image is not None and image.url:
             return {"image_url": image.url}

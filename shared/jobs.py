@@ -1,7 +1,8 @@
 """Jobs: submitted (charged in the same commit), run by the worker, read and canceled.
 
 Documents:
-- ``jobs/{job_id}``: ``{user_id, task_type, input_data, options, cost, status,
+- ``jobs/{job_id}``: ``{user_id, task_type, input_data, options, cost, model, provider,
+  provider_model, status,
   output, error, attempts, lease_id, lease_expires_at, created_at, updated_at,
   expires_at}``; ``expires_at`` (``JOB_RETENTION_DAYS`` after submission) is the
   TTL field: Firestore deletes the job after it.
@@ -56,7 +57,7 @@ from typing import Any, Literal
 from google.cloud import firestore
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared import catalog, credits, limits, logs, prompts, usage
+from shared import catalog, credits, limits, logs, usage
 from shared.db import Batch, Snapshot, client, commit_optimistically, now, put, unchanged
 from shared.errors import (
     Conflict,
@@ -121,6 +122,8 @@ class JobPublic(BaseModel):
     output: dict[str, Any] | None
     error: dict[str, str] | None
     cost: int
+    model: str | None = None
+    """The catalog model it runs on (``options.model`` or the default); null for jobs before models."""
     created_at: datetime
     updated_at: datetime
 
@@ -200,11 +203,8 @@ def submit(
     (``{"conversation_id": ...}``): what it belongs to, read back when it is final.
     """
     settings = get_settings()
-    cost = catalog.price(job.task_type, job.options)
-    if not settings.model_for(job.task_type) or not prompts.supported(job.task_type):
-        raise InvalidRequest(
-            f"the configured AI endpoint cannot serve {job.task_type}", code="task_type_unsupported"
-        )
+    choice = catalog.choose(job.task_type, job.options)  # 422 unknown_model, model_unavailable, ...
+    cost = choice.cost
     _check_input(job, settings.max_input_chars)
     body = job.model_dump(mode="json")
     request_hash = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
@@ -264,6 +264,7 @@ def submit(
             "updated_at": at,
             "expires_at": at + timedelta(days=settings.job_retention_days),
             "shard": shard,
+            **choice.recorded(),  # its model and route: the worker calls them whatever the catalog says later
             **(links or {}),
         }
         batch.create(job_ref, batch.receipt(job_ref, document))
@@ -538,7 +539,7 @@ def run(job_id: str, provider: Provider) -> str:
         _finish(job_id, lease_id, "failed", error=error, known=known)
         return "failed"
     try:
-        output = provider(claim.task_type, claim.input_data, claim.options)
+        output = provider(claim.task_type, claim.input_data, catalog.run_options(known.data))
     except RetryableProviderError as exc:
         if claim.attempt >= get_settings().job_max_attempts:
             _finish(job_id, lease_id, "failed", error=_error(exc.code, exc.message), known=known)

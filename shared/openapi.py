@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from shared import auth, jobs, reports, usage
+from shared import auth, catalog, jobs, reports, usage
 from shared import credits as ledger
 from shared.web import ErrorPublic, HealthPublic, PageQuery
 
@@ -178,14 +178,21 @@ OPERATIONS: tuple[Operation, ...] = (
             ),
             _f(
                 422,
-                "Unknown task type or option, or an invalid body or key.",
+                "Unknown task type, option or model, a model not available here, or an invalid body or key.",
                 "unknown_task_type",
                 "task_type_unsupported",
+                "unknown_model",
+                "model_unavailable",
                 "invalid_option",
                 "invalid_idempotency_key",
                 "invalid_request",
             ),
             _f(429, "Too many submits this minute.", "submit_rate_limited"),
+            _f(
+                503,
+                "Firestore or the queue is down, or the catalog is misconfigured; retry after `Retry-After`.",
+                "catalog_invalid",
+            ),
         ),
     ),
     Operation(
@@ -244,6 +251,29 @@ OPERATIONS: tuple[Operation, ...] = (
         answer=usage.UsageHistory,
         query=usage.UsageQuery,
         failures=(_AUTH, _f(422, "The range is invalid or too long.", "invalid_request")),
+    ),
+    Operation(
+        method="get",
+        path="/catalog",
+        operation_id="getCatalog",
+        summary="Task types, their models with prices, the default model and the options",
+        description=(
+            "The same for every caller, so no token is needed and the answer may be cached "
+            "(`Cache-Control`). A job's `options.model` names one of its task type's models "
+            "(else `default_model` runs) and is charged that model's `cost` at submit; an "
+            "`available: false` model is refused with `422 model_unavailable`, uncharged."
+        ),
+        tag="jobs",
+        ok=200,
+        answer=catalog.CatalogPublic,
+        authenticated=False,
+        failures=(
+            _f(
+                503,
+                "Firestore is down, or the catalog is misconfigured; retry after `Retry-After`.",
+                "catalog_invalid",
+            ),
+        ),
     ),
     Operation(
         method="get",

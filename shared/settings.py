@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from functools import cache
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Secrets that must never reach production; the local stack uses the first one.
@@ -26,6 +27,9 @@ _MIN_KEY_LEN = 20  # no provider's real API key is this short
 _GOOGLE_CERTS_HOST = "www.googleapis.com"
 _ORIGIN = re.compile(r"https?://[a-z0-9.-]+(:[0-9]{1,5})?")  # what a browser sends: no path, lower case
 LOCAL_ORIGIN = re.compile(r"http://(localhost|127\.0\.0\.1)(:[0-9]{1,5})?")
+DEFAULT_PROVIDER = "default"
+"""The AI endpoint of the ``AI_*`` settings; ``AI_PROVIDERS`` declares the others."""
+_PROVIDER_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 
 
 def secret_problems(value: str) -> list[str]:
@@ -80,10 +84,39 @@ def _is_google_certs_url(url: str) -> bool:
     )
 
 
+class ProviderSettings(BaseModel):
+    """One more OpenAI-compatible endpoint, an entry of ``AI_PROVIDERS`` (its key: ``AI_PROVIDER_KEYS``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str
+    timeout_seconds: float | None = Field(None, gt=0)
+    """``None``: ``AI_TIMEOUT_SECONDS``, which is also the most it may be (it bounds a job's lease)."""
+    model: str = ""
+    """Chat model of a catalog entry on this provider that names none."""
+    image_model: str = ""
+    """Image model of a catalog entry on this provider that names none."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A configured provider as the AI client needs it (``DEFAULT_PROVIDER`` included)."""
+
+    base_url: str | None
+    api_key: SecretStr | None
+    timeout_seconds: float
+    model: str
+    image_model: str
+
+    def model_for(self, task_type: str) -> str:
+        return self.image_model if task_type == "generate_image" else self.model
+
+
 class Settings(BaseSettings):
     """Everything configurable, from environment variables of the same name (upper case)."""
 
-    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+    # No input in errors: the refusal names what is wrong, never a secret's value.
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True)
 
     app_env: Literal["production", "local"] = "production"
     """``local`` allows emulators and dev secrets; anything else is production and strict."""
@@ -126,6 +159,13 @@ class Settings(BaseSettings):
 
     ai_timeout_seconds: float = Field(60.0, gt=0)
     """Upper bound on one AI call."""
+
+    ai_providers: dict[str, ProviderSettings] | None = None
+    """More OpenAI-compatible endpoints the catalog's models may name, as JSON ``{name: {"base_url",
+    "timeout_seconds", "model", "image_model"}}``; the ``AI_*`` endpoint above is ``default``."""
+
+    ai_provider_keys: dict[str, SecretStr] | None = None
+    """API keys of the ``AI_PROVIDERS``, as JSON ``{name: key}``; production requires a real one for each."""
 
     job_max_attempts: int = Field(3, ge=1)
     """AI attempts per job before a retryable failure becomes final (and refunded)."""
@@ -216,7 +256,14 @@ class Settings(BaseSettings):
         return self.ai_timeout_seconds + self.lease_grace_seconds
 
     @field_validator(
-        "worker_secret", "jwt_secret", "ai_api_key", "ai_base_url", "cors_origins", mode="before"
+        "worker_secret",
+        "jwt_secret",
+        "ai_api_key",
+        "ai_base_url",
+        "cors_origins",
+        "ai_providers",
+        "ai_provider_keys",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
@@ -227,11 +274,40 @@ class Settings(BaseSettings):
         """The model that serves ``task_type``; empty when the endpoint cannot serve it."""
         return self.ai_image_model if task_type == "generate_image" else self.ai_model
 
+    def endpoints(self) -> dict[str, Endpoint]:
+        """Every configured provider by name: ``default`` (the ``AI_*`` settings) and ``AI_PROVIDERS``."""
+        found = {
+            DEFAULT_PROVIDER: Endpoint(
+                self.ai_base_url, self.ai_api_key, self.ai_timeout_seconds, self.ai_model, self.ai_image_model
+            )
+        }
+        keys = self.ai_provider_keys or {}
+        for name, p in sorted((self.ai_providers or {}).items()):
+            timeout = p.timeout_seconds or self.ai_timeout_seconds
+            found[name] = Endpoint(p.base_url, keys.get(name), timeout, p.model, p.image_model)
+        return found
+
+    def _provider_problems(self) -> list[str]:
+        problems = []
+        for name, p in (self.ai_providers or {}).items():
+            if name == DEFAULT_PROVIDER or not _PROVIDER_NAME.fullmatch(name):
+                problems.append(f"AI_PROVIDERS: {name[:40]!r} is not a name ([a-z][a-z0-9_-]*, not default)")
+            if urlsplit(p.base_url).scheme not in ("http", "https") or not urlsplit(p.base_url).hostname:
+                problems.append(f"AI_PROVIDERS: {name[:40]!r} needs an http(s):// base_url")
+            if (p.timeout_seconds or 0) > self.ai_timeout_seconds:
+                problems.append(f"AI_PROVIDERS: {name[:40]!r} timeout_seconds is above AI_TIMEOUT_SECONDS")
+        unknown = sorted(set(self.ai_provider_keys or {}) - set(self.ai_providers or {}))
+        if unknown:
+            problems.append("AI_PROVIDER_KEYS names providers AI_PROVIDERS lacks: " + ", ".join(unknown)[:80])
+        return problems
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         for origin in self.cors_origin_list:
             if not _ORIGIN.fullmatch(origin):
                 raise ValueError(f"CORS_ORIGINS: {origin[:60]!r} is not scheme://host[:port] in lower case")
+        if provider_problems := self._provider_problems():
+            raise ValueError("; ".join(provider_problems))
         if self.is_local:
             if not self.firestore_emulator_host:
                 raise ValueError("APP_ENV=local needs FIRESTORE_EMULATOR_HOST (run scripts/dev)")
@@ -244,6 +320,11 @@ class Settings(BaseSettings):
             else:
                 # The messages name what is wrong, never the value.
                 problems += [f"{name.upper()} {problem}" for problem in check(value.get_secret_value())]
+        for provider in sorted(self.ai_providers or {}):
+            key = (self.ai_provider_keys or {}).get(provider)
+            where = f"AI_PROVIDER_KEYS[{provider}]"
+            found = [f"{where} {p}" for p in api_key_problems(key.get_secret_value())] if key else []
+            problems += found if key else [f"{where} is missing"]
         if self.worker_secret is not None:
             problems.append("WORKER_SECRET is for the local stack; production uses OIDC")
         for name in ("tasks_service_account", "scheduler_service_account"):

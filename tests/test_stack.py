@@ -100,7 +100,7 @@ def test_dev_runs_beside_others_with_port_set_everywhere(ports: dict[str, int], 
         base = f"http://127.0.0.1:{ports['PORT']}"
         health = requests.get(f"{base}/health", timeout=30)
         assert health.status_code == 200, health.text
-        assert health.json()["checks"] == {"firestore": "ok", "queue": "ok", "ai": "ok"}
+        assert health.json()["checks"] == {"firestore": "ok", "queue": "ok", "ai": "ok", "catalog": "ok"}
         for name in FUNCTIONS:
             path = "docs/openapi.json" if name == "docs" else name
             response = requests.get(f"{base}/{path}", timeout=30)

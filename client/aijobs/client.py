@@ -26,6 +26,7 @@ from .errors import (
 )
 from .types import (
     FINAL_STATUSES,
+    Catalog,
     Credits,
     Health,
     Job,
@@ -255,6 +256,11 @@ class Client:
         """Jobs and credits per day and task type, ``from_date`` to ``to_date`` inclusive."""
         params = {"from": str(from_date), "to": str(to_date)}
         return cast(Usage, self._call("GET", "/usage", params=params))
+
+    def catalog(self) -> Catalog:
+        """``GET /catalog`` (no token): task types, their models with prices, the default model
+        and the options. ``submit(..., {"model": id})`` picks a model."""
+        return cast(Catalog, self._call("GET", "/catalog", auth=False))
 
     def health(self) -> Health:
         """``GET /health`` (no token, no retries): ``Unhealthy`` names what is down."""

@@ -19,13 +19,14 @@ The tree::
     ├── PayloadTooLarge (413)         InputTooLarge
     ├── UnsupportedMediaType (415)
     ├── InvalidRequest (422)          InvalidLimit, InvalidCursor, InvalidWait, InvalidOption,
-    │                                 UnknownTaskType, TaskTypeUnsupported,
-    │                                 InvalidIdempotencyKey, InvalidRole, WeekNotComplete
+    │                                 UnknownTaskType, TaskTypeUnsupported, UnknownModel,
+    │                                 ModelUnavailable, InvalidIdempotencyKey, InvalidRole,
+    │                                 WeekNotComplete
     ├── ServerError (500 and other 5xx)
     ├── WaitTimeout                   (client side: ``Client.wait`` ran out of time)
     └── RetryableError                the same request may succeed later: retried by the client
         ├── RateLimited (429)         SignupRateLimited, TooManyLoginAttempts, SubmitRateLimited
-        ├── Unavailable (503)         EnqueueFailed, OutcomeUnknown, Unhealthy
+        ├── Unavailable (503)         EnqueueFailed, OutcomeUnknown, Unhealthy, CatalogInvalid
         └── NetworkError              (client side: no HTTP answer; ``status`` 0)
 
 ``RetryableError`` is what ``Client`` retries (within its ``RetryPolicy``); ``retry_after``
@@ -45,6 +46,7 @@ __all__ = [
     "AijobsError",
     "BadRequest",
     "BalanceTooLow",
+    "CatalogInvalid",
     "Conflict",
     "EnqueueFailed",
     "Forbidden",
@@ -67,6 +69,7 @@ __all__ = [
     "JobNotFound",
     "MalformedJson",
     "MethodNotAllowed",
+    "ModelUnavailable",
     "NetworkError",
     "NotFound",
     "OriginNotAllowed",
@@ -85,6 +88,7 @@ __all__ = [
     "Unauthenticated",
     "Unavailable",
     "Unhealthy",
+    "UnknownModel",
     "UnknownTaskType",
     "UnsupportedMediaType",
     "UserNotFound",
@@ -331,6 +335,18 @@ class TaskTypeUnsupported(InvalidRequest):
     error_code = "task_type_unsupported"
 
 
+class UnknownModel(InvalidRequest):
+    """``options.model`` names no model of the task type (``GET /catalog`` lists them)."""
+
+    error_code = "unknown_model"
+
+
+class ModelUnavailable(InvalidRequest):
+    """The model's provider is not configured here (nothing was charged)."""
+
+    error_code = "model_unavailable"
+
+
 class InvalidIdempotencyKey(InvalidRequest):
     error_code = "invalid_idempotency_key"
 
@@ -388,6 +404,12 @@ class Unhealthy(Unavailable):
     """``GET /health``: a dependency is down; ``body["checks"]`` names which."""
 
     error_code = "unhealthy"
+
+
+class CatalogInvalid(Unavailable):
+    """The task catalog in Firestore is misconfigured: an operator must fix it (nothing was charged)."""
+
+    error_code = "catalog_invalid"
 
 
 # 5xx

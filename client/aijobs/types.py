@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 __all__ = [
     "FINAL_STATUSES",
     "Account",
+    "Catalog",
+    "CatalogModel",
+    "CatalogTaskType",
     "Credits",
     "Health",
     "Job",
@@ -77,6 +80,8 @@ class Job(TypedDict):
     error: dict[str, str] | None
     """``{"code", "message"}`` when the job failed."""
     cost: int
+    model: NotRequired[str | None]
+    """The catalog model it runs on; None for jobs from before models."""
     created_at: str
     updated_at: str
 
@@ -104,3 +109,25 @@ Usage = TypedDict("Usage", {"from": str, "to": str, "days": list[UsageDay], "tot
 class Health(TypedDict):
     status: str
     checks: dict[str, str]
+
+
+class CatalogModel(TypedDict):
+    id: str
+    """What ``options["model"]`` names."""
+    cost: int
+    available: bool
+    """False: its provider is not configured here; a job on it is ``ModelUnavailable``."""
+    description: str | None
+
+
+class CatalogTaskType(TypedDict):
+    task_type: str
+    default_model: str
+    models: list[CatalogModel]
+    """Cheapest first."""
+    options: dict[str, dict[str, Any]]
+    """Besides ``model``: each option's ``type``, ``required``, ``min``, ``max``, ``enum``."""
+
+
+class Catalog(TypedDict):
+    task_types: list[CatalogTaskType]
