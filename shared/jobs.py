@@ -444,6 +444,10 @@ def _stage_on_final(batch: Batch, job_id: str, job: dict[str, Any], at: datetime
 
     Called once per round of that commit, on a fresh batch, so it may stage writes freely;
     it must not commit, and it reads only what it must (this is every job's path)."""
+    if job.get("conversation_id"):  # imported only then: a reply lands in this very commit
+        from shared import conversations
+
+        conversations.stage_reply(batch, job_id, job, at)
 
 
 def _after_final(job: JobPublic) -> None:

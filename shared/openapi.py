@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from shared import auth, catalog, jobs, reports, usage
+from shared import auth, catalog, conversations, jobs, reports, usage
 from shared import credits as ledger
 from shared.web import ErrorPublic, HealthPublic, PageQuery
 
@@ -60,8 +60,8 @@ class Operation:
     """The group on the docs page."""
     ok: int
     """The success status."""
-    answer: type[BaseModel]
-    """The success body."""
+    answer: type[BaseModel] | None
+    """The success body; ``None`` for an answer without one (``204``)."""
     failures: tuple[Failure, ...]
     """Every error status the operation itself can answer (413, 500 and 503 are added)."""
     body: type[BaseModel] | None = None
@@ -354,6 +354,109 @@ OPERATIONS: tuple[Operation, ...] = (
         path_params={"week": _WEEK},
         failures=(_AUTH, _ADMIN, _f(404, "No report for this week.", "report_not_found")),
     ),
+    Operation(
+        method="post",
+        path="/conversations",
+        operation_id="createConversation",
+        summary="Start a conversation whose history the server keeps",
+        tag="conversations",
+        ok=201,
+        answer=conversations.ConversationPublic,
+        body=conversations.ConversationCreate,
+        failures=(
+            *_BODY,
+            _AUTH,
+            _f(
+                422,
+                "A title or system message too long, or the account holds its most conversations.",
+                "too_many_conversations",
+                "invalid_request",
+            ),
+        ),
+    ),
+    Operation(
+        method="get",
+        path="/conversations",
+        operation_id="listConversations",
+        summary="The account's conversations, newest first",
+        tag="conversations",
+        ok=200,
+        answer=conversations.ConversationPage,
+        query=PageQuery,
+        failures=(_AUTH, _PAGE),
+    ),
+    Operation(
+        method="get",
+        path="/conversations/{conversation_id}",
+        operation_id="getConversation",
+        summary="One conversation with its messages, their jobs and replies, in order",
+        tag="conversations",
+        ok=200,
+        answer=conversations.ConversationDetail,
+        path_params={"conversation_id": _ID},
+        failures=(_AUTH, _f(404, "No such conversation of this account.", "conversation_not_found")),
+    ),
+    Operation(
+        method="delete",
+        path="/conversations/{conversation_id}",
+        operation_id="deleteConversation",
+        summary="Delete a conversation and its messages",
+        description=(
+            "Refused with `409 conversation_busy` while a message's job is unfinished (wait for "
+            "it, or cancel it); the jobs themselves and their accounting stay."
+        ),
+        tag="conversations",
+        ok=204,
+        answer=None,
+        path_params={"conversation_id": _ID},
+        failures=(
+            _AUTH,
+            _f(404, "No such conversation of this account.", "conversation_not_found"),
+            _f(409, "A message's job is unfinished.", "conversation_busy"),
+        ),
+    ),
+    Operation(
+        method="post",
+        path="/conversations/{conversation_id}/messages",
+        operation_id="postMessage",
+        summary="Send a message: a chat job of the history and it, charged like any job",
+        description=(
+            "Only the new message is sent: the server adds the system message and the history "
+            "(exchanges answered before this message was numbered, newest kept within the history "
+            "budget). The reply is appended to the message when its job completes. Send an "
+            "`Idempotency-Key` so a retry returns the same message and job instead of charging again."
+        ),
+        tag="conversations",
+        ok=202,
+        answer=conversations.MessageAccepted,
+        body=conversations.MessageCreate,
+        path_params={"conversation_id": _ID},
+        idempotency_key=True,
+        replay_header=True,
+        failures=(
+            *_BODY,
+            _AUTH,
+            _f(402, "The balance is less than the job's cost.", "insufficient_credits"),
+            _f(404, "No such conversation of this account.", "conversation_not_found"),
+            _f(409, "The `Idempotency-Key` was used with another request.", "idempotency_key_reused"),
+            _f(
+                413,
+                "The message and the system message exceed the history budget.",
+                "payload_too_large",
+                "input_too_large",
+            ),
+            _f(
+                422,
+                "An invalid message, option or key, or the conversation is full.",
+                "conversation_full",
+                "invalid_option",
+                "task_type_unsupported",
+                "invalid_idempotency_key",
+                "invalid_request",
+            ),
+            _f(429, "Too many submits this minute.", "submit_rate_limited"),
+        ),
+    ),
 )
 
 _ALWAYS = (
@@ -377,7 +480,8 @@ def document(server_url: str) -> dict[str, Any]:
     """The whole OpenAPI 3.1 document, for clients of the functions at ``server_url``."""
     models: list[tuple[type[BaseModel], Any]] = [(ErrorPublic, "serialization")]
     for op in OPERATIONS:
-        models.append((op.answer, "serialization"))
+        if op.answer is not None:
+            models.append((op.answer, "serialization"))
         if op.body is not None:
             models.append((op.body, "validation"))
     keys, defs = models_json_schema(models, ref_template=_REF)
@@ -407,14 +511,15 @@ def document(server_url: str) -> dict[str, Any]:
 
 
 def _operation(op: Operation, keys: Mapping[tuple[Any, Any], dict[str, Any]]) -> dict[str, Any]:
-    answer_ref = keys[(op.answer, "serialization")]
-    ok: dict[str, Any] = {"description": op.summary, "content": {"application/json": {"schema": answer_ref}}}
+    ok: dict[str, Any] = {"description": op.summary}
+    answer_ref = keys[(op.answer, "serialization")] if op.answer is not None else None
+    if answer_ref is not None:
+        ok["content"] = {"application/json": {"schema": answer_ref}}
     if op.replay_header:
         ok["headers"] = {"Idempotent-Replayed": {"$ref": "#/components/headers/Idempotent-Replayed"}}
     responses: dict[str, Any] = {str(op.ok): ok}
-    error_ref = keys[(ErrorPublic, "serialization")]
-    if op.answer is HealthPublic:
-        error_ref = answer_ref  # a sick health check answers its checks, with the error beside them
+    # A sick health check answers its checks, with the error beside them.
+    error_ref = keys[(HealthPublic if op.answer is HealthPublic else ErrorPublic, "serialization")]
     for failure in _merge(op.failures + _ALWAYS):
         codes = ", ".join(f"`{c}`" for c in failure.codes)
         error: dict[str, Any] = {

@@ -206,6 +206,17 @@ class Settings(BaseSettings):
     submit_rate_per_minute: int = Field(120, ge=1)
     """Jobs one user may submit per clock minute; more get 429, uncharged."""
 
+    conversations_per_user: int = Field(100, ge=1)
+    """Conversations one user may keep at once; more get 422 `too_many_conversations`."""
+
+    conversation_max_messages: int = Field(200, ge=1, le=240)
+    """Messages one conversation may hold, failed ones included; more get 422 `conversation_full`.
+    At most 240, so deleting a conversation (its messages and their keys) fits one commit."""
+
+    conversation_history_chars: int = Field(12_000, gt=0)
+    """Characters of content a conversation message's job is sent (also capped by MAX_INPUT_CHARS):
+    the system message, the new message, and the newest whole exchanges that fit (oldest dropped first)."""
+
     cors_origins: str | None = None
     """Comma-separated origins browsers may call from; unset: every http://localhost:<port> and
     http://127.0.0.1:<port> in the local stack, none in production."""

@@ -626,7 +626,7 @@ def capture(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Capture:
 
 def exercise_every_query(api: Api, capture: Capture) -> None:
     """Data through the real functions, then every domain function that reads, in-process."""
-    from shared import auth, catalog, credits, jobs, reports, usage
+    from shared import auth, catalog, conversations, credits, jobs, queue, reports, usage
     from shared.db import client
     from shared.settings import get_settings
 
@@ -663,6 +663,14 @@ def exercise_every_query(api: Api, capture: Capture) -> None:
         auth.get_user_by_username(user["username"])
         auth.get_user(other["id"])
         catalog.task_types()
+        for _ in range(2):
+            conversations.create(user["id"], conversations.ConversationCreate())
+        _, cursor = conversations.list_for(user["id"], 1, None)
+        assert cursor is not None
+        conversations.list_for(user["id"], 1, cursor)
+        talk = conversations.create(user["id"], conversations.ConversationCreate()).conversation_id
+        conversations.post(user["id"], talk, conversations.MessageCreate(content="Hi"), None, queue.enqueue)
+        conversations.get(user["id"], talk)
 
 
 def test_every_query_has_its_index_declared(api: Api, capture: Capture) -> None:

@@ -12,16 +12,18 @@ The tree::
     ├── Unauthenticated (401)         InvalidCredentials, InvalidToken, TokenExpired
     ├── InsufficientCredits (402)
     ├── Forbidden (403)               AdminOnly, OriginNotAllowed
-    ├── NotFound (404)                JobNotFound, UserNotFound, ReportNotFound, RouteNotFound
+    ├── NotFound (404)                JobNotFound, UserNotFound, ReportNotFound, RouteNotFound,
+    │                                 ConversationNotFound
     ├── MethodNotAllowed (405)
     ├── Conflict (409)                UsernameTaken, IdempotencyKeyReused, JobNotCancelable,
-    │                                 JobInProgress, GrantIdReused, BalanceTooLow
+    │                                 JobInProgress, GrantIdReused, BalanceTooLow,
+    │                                 ConversationBusy
     ├── PayloadTooLarge (413)         InputTooLarge
     ├── UnsupportedMediaType (415)
     ├── InvalidRequest (422)          InvalidLimit, InvalidCursor, InvalidWait, InvalidOption,
     │                                 UnknownTaskType, TaskTypeUnsupported, UnknownModel,
     │                                 ModelUnavailable, InvalidIdempotencyKey, InvalidRole,
-    │                                 WeekNotComplete
+    │                                 WeekNotComplete, TooManyConversations, ConversationFull
     ├── ServerError (500 and other 5xx)
     ├── WaitTimeout                   (client side: ``Client.wait`` ran out of time)
     └── RetryableError                the same request may succeed later: retried by the client
@@ -48,6 +50,9 @@ __all__ = [
     "BalanceTooLow",
     "CatalogInvalid",
     "Conflict",
+    "ConversationBusy",
+    "ConversationFull",
+    "ConversationNotFound",
     "EnqueueFailed",
     "Forbidden",
     "GrantIdReused",
@@ -84,6 +89,7 @@ __all__ = [
     "SubmitRateLimited",
     "TaskTypeUnsupported",
     "TokenExpired",
+    "TooManyConversations",
     "TooManyLoginAttempts",
     "Unauthenticated",
     "Unavailable",
@@ -254,6 +260,10 @@ class RouteNotFound(NotFound):
     error_code = "route_not_found"
 
 
+class ConversationNotFound(NotFound):
+    error_code = "conversation_not_found"
+
+
 # 405
 class MethodNotAllowed(AijobsError):
     error_code, http_status = "method_not_allowed", 405
@@ -288,6 +298,12 @@ class GrantIdReused(Conflict):
 
 class BalanceTooLow(Conflict):
     error_code = "balance_too_low"
+
+
+class ConversationBusy(Conflict):
+    """A message of the conversation is still waiting for its reply: it cannot be deleted yet."""
+
+    error_code = "conversation_busy"
 
 
 # 413
@@ -357,6 +373,14 @@ class InvalidRole(InvalidRequest):
 
 class WeekNotComplete(InvalidRequest):
     error_code = "week_not_complete"
+
+
+class TooManyConversations(InvalidRequest):
+    error_code = "too_many_conversations"
+
+
+class ConversationFull(InvalidRequest):
+    error_code = "conversation_full"
 
 
 # 429
