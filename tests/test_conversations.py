@@ -3,11 +3,13 @@ a charged chat job, its reply lands on it in the job's own final commit."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import requests
-from conftest import Api, at_once, books, footprint
+from conftest import PASSWORD, Api, at_once, books, footprint
 from fake_openai import FakeOpenAI, Reply, Status
 
 
@@ -290,3 +292,22 @@ def test_limits_per_account_and_per_conversation(api: Api, functions_server: Cal
     assert full.status_code == 422 and full.json()["error"]["code"] == "conversation_full"
     assert small.call("DELETE", f"/conversations/{conversation}", token).status_code == 204
     assert small.call("POST", "/conversations", token, json={}).status_code == 201
+
+
+def test_the_python_client_keeps_a_conversation(api: Api, fake_ai: FakeOpenAI) -> None:
+    from aijobs import Client, ConversationNotFound
+
+    with Client(api.base_url) as client:
+        client.signup(f"c{uuid.uuid4().hex[:12]}", PASSWORD)
+        talk = client.create_conversation("Trip", "Be brief.")["conversation_id"]
+        fake_ai.script(Reply("Lisbon."))
+        sent = client.send_message(talk, "Where to?", {"max_tokens": 20}, idempotency_key="trip-1")
+        again = client.send_message(talk, "Where to?", {"max_tokens": 20}, idempotency_key="trip-1")
+        assert (again["job_id"], again["seq"]) == (sent["job_id"], 1)
+        assert client.wait(sent["job_id"], timeout=30)["status"] == "completed"
+        (message,) = client.get_conversation(talk)["messages"]
+        assert (message["reply"], message["status"]) == ("Lisbon.", "completed")
+        assert client.list_conversations(limit=1)["conversations"][0]["conversation_id"] == talk
+        client.delete_conversation(talk)
+        with pytest.raises(ConversationNotFound):
+            client.get_conversation(talk)

@@ -27,12 +27,16 @@ from .errors import (
 from .types import (
     FINAL_STATUSES,
     Catalog,
+    Conversation,
+    ConversationDetail,
+    ConversationPage,
     Credits,
     Health,
     Job,
     JobAccepted,
     JobPage,
     Me,
+    MessageAccepted,
     Signup,
     Token,
     Transaction,
@@ -250,6 +254,46 @@ class Client:
         """Cancel a queued job (its cost is refunded); ``JobNotCancelable`` once it runs."""
         return cast(Job, self._call("POST", f"/jobs/{_segment(job_id)}/cancel", idempotent=False))
 
+    # -- conversations -------------------------------------------------------------------
+
+    def create_conversation(self, title: str | None = None, system: str | None = None) -> Conversation:
+        """A conversation whose history the server keeps; ``system`` is sent first with every message."""
+        body = {k: v for k, v in {"title": title, "system": system}.items() if v is not None}
+        return cast(Conversation, self._call("POST", "/conversations", json=body, idempotent=False))
+
+    def list_conversations(self, limit: int | None = None, cursor: str | None = None) -> ConversationPage:
+        """One page of the user's conversations, newest first (``next_cursor`` for the next)."""
+        return cast(ConversationPage, self._call("GET", "/conversations", params=_page(limit, cursor)))
+
+    def get_conversation(self, conversation_id: str) -> ConversationDetail:
+        """The conversation with its messages in order, each with its job and, once done, its reply."""
+        path = f"/conversations/{_segment(conversation_id)}"
+        return cast(ConversationDetail, self._call("GET", path))
+
+    def delete_conversation(self, conversation_id: str) -> None:
+        """Delete it and its messages; ``ConversationBusy`` while a message waits for its reply."""
+        self._call("DELETE", f"/conversations/{_segment(conversation_id)}", idempotent=True)
+
+    def send_message(
+        self,
+        conversation_id: str,
+        content: str,
+        options: Mapping[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> MessageAccepted:
+        """Post a message: a chat job of the server's history and it, charged like ``submit``.
+
+        Like ``submit``, it sends an ``Idempotency-Key`` (a fresh uuid4 unless given) and the
+        same key on every retry: a retry answers the same message and job. ``wait(job_id)``
+        follows the job; ``get_conversation`` then shows the reply on the message.
+        """
+        key = idempotency_key or str(uuid.uuid4())
+        body = {"content": content, "options": dict(options or {})}
+        path = f"/conversations/{_segment(conversation_id)}/messages"
+        answer = self._call("POST", path, json=body, headers={"Idempotency-Key": key}, idempotent=True)
+        return cast(MessageAccepted, answer)
+
     # -- the rest ------------------------------------------------------------------------
 
     def usage(self, from_date: date | str, to_date: date | str) -> Usage:
@@ -337,6 +381,8 @@ class Client:
             decoded = None
         headers_in = dict(response.headers)
         if response.is_success:
+            if response.status_code == 204:
+                return None, None
             if isinstance(decoded, dict | list):
                 return decoded, None
             return None, ServerError(response.status_code, "invalid_response", "the answer is not JSON")

@@ -10,6 +10,9 @@ __all__ = [
     "Catalog",
     "CatalogModel",
     "CatalogTaskType",
+    "Conversation",
+    "ConversationDetail",
+    "ConversationPage",
     "Credits",
     "Health",
     "Job",
@@ -17,6 +20,9 @@ __all__ = [
     "JobPage",
     "JobStatus",
     "Me",
+    "Message",
+    "MessageAccepted",
+    "MessageStatus",
     "Signup",
     "Token",
     "Transaction",
@@ -27,6 +33,7 @@ __all__ = [
 
 JobStatus = Literal["queued", "in_progress", "completed", "failed", "canceled"]
 FINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "canceled"})
+MessageStatus = Literal["pending", "completed", "failed", "canceled"]
 
 
 class Token(TypedDict):
@@ -131,3 +138,45 @@ class CatalogTaskType(TypedDict):
 
 class Catalog(TypedDict):
     task_types: list[CatalogTaskType]
+
+
+class Conversation(TypedDict):
+    conversation_id: str
+    title: str | None
+    system: str | None
+    created_at: str
+    updated_at: str
+
+
+class Message(TypedDict):
+    message_id: str
+    seq: int
+    """1, 2, 3, ... in the order the conversation's messages were accepted."""
+    content: str
+    options: dict[str, Any]
+    status: MessageStatus
+    """``pending`` until its job is final, then the job's."""
+    job_id: str | None
+    reply: str | None
+    error: dict[str, str] | None
+    created_at: str
+    updated_at: str
+
+
+class ConversationDetail(Conversation):
+    messages: list[Message]
+
+
+class ConversationPage(TypedDict):
+    conversations: list[Conversation]
+    next_cursor: str | None
+
+
+class MessageAccepted(TypedDict):
+    conversation_id: str
+    message_id: str
+    seq: int
+    job_id: str
+    status: JobStatus
+    cost: int
+    credits: int
