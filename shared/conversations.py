@@ -520,7 +520,9 @@ def _release(conversation_id: str, numbered: _Numbered, key_ref: firestore.Docum
 
     def decide(batch: Batch) -> None:
         message = numbered.ref.get()
-        if not message.exists or message.get("job_id") is not None or message.get("status") != "pending":
+        # A job the queue refused was failed and refunded in its own commit, which noted it here.
+        unqueued = (message.get("error") or {}).get("code") == "enqueue_failed" if message.exists else False
+        if not message.exists or (message.get("job_id") is not None and not unqueued):
             return  # it has a job after all (a concurrent repeat of its key got one)
         batch.delete(numbered.ref, option=unchanged(message))
         if key_ref is not None:

@@ -164,6 +164,22 @@ def test_a_refused_charge_leaves_no_message_and_charges_nothing(api: Api) -> Non
     assert list(doc.collection("idempotency").stream()) == []  # and the key released
 
 
+def test_a_job_the_queue_refused_leaves_no_message_and_frees_the_key(
+    api: Api, functions_server: Callable[..., str]
+) -> None:
+    broken = Api(functions_server(TASKS_QUEUE="no-such-queue"))
+    token, user = api.signup()
+    conversation = _create(api, token)["conversation_id"]
+    headers = {"Idempotency-Key": "unqueued-1"}
+    refused = _post(broken, token, conversation, "Hello?", headers=headers)
+    assert refused.status_code == 503 and "not charged" in refused.json()["error"]["message"]
+    assert _get(api, token, conversation)["messages"] == []
+    assert books(user["id"])["balance"] == 10  # charged and refunded in the job's own commits
+    retried = _post(api, token, conversation, "Hello?", headers=headers)
+    assert retried.status_code == 202 and "Idempotent-Replayed" not in retried.headers
+    assert retried.json()["seq"] == 1  # the number was given back too
+
+
 def test_an_idempotency_key_replays_the_same_message_and_job(api: Api) -> None:
     token, user = api.signup()
     conversation = _create(api, token)["conversation_id"]
