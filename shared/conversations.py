@@ -328,7 +328,8 @@ def post(
     if not body.content.strip():
         raise InvalidRequest("content must not be blank")
     catalog.price("chat", body.options)  # unknown options are refused before a number is taken
-    system = _owned(user_id, conversation_id).get("system")  # never changes: checked once, here
+    conversation = _owned(user_id, conversation_id)
+    system = conversation.get("system")  # never changes: checked once, here
     budget = min(settings.conversation_history_chars, settings.max_input_chars)
     if len(body.content) + len(system or "") > budget:
         raise PayloadTooLarge(
@@ -338,7 +339,7 @@ def post(
     body_json = json.dumps(body.model_dump(mode="json"), sort_keys=True)
     request_hash = hashlib.sha256(body_json.encode()).hexdigest()
     key_ref = _key_ref(conversation_id, key) if key is not None else None
-    numbered = _number(user_id, conversation_id, body, key_ref, request_hash)
+    numbered = _number(user_id, conversation, body, key_ref, request_hash)
     if numbered.job_id is not None:
         return _answer_replay(user_id, conversation_id, numbered)
     links = {"conversation_id": conversation_id, "message_id": numbered.ref.id}
@@ -380,14 +381,18 @@ def _key_ref(conversation_id: str, key: str) -> firestore.DocumentReference:
 
 def _number(
     user_id: str,
-    conversation_id: str,
+    first: Snapshot,
     body: MessageCreate,
     key_ref: firestore.DocumentReference | None,
     request_hash: str,
 ) -> _Numbered:
-    """Step 1: take the next number (or find the message a repeated key already numbered)."""
+    """Step 1: take the next number (or find the message a repeated key already numbered).
+
+    ``first`` is the conversation as just read: the first round decides on it (its write is
+    guarded by that read's update time), a later one reads it again."""
     limit = get_settings().conversation_max_messages
-    ref = _conversations().document(conversation_id)
+    conversation_id, ref = first.id, first.reference
+    known = [first]
     job_key = uuid.uuid4().hex
     rounds: list[Batch] = []
     numbered: list[_Numbered] = []
@@ -395,7 +400,7 @@ def _number(
     def decide(batch: Batch) -> _Numbered | None:
         rounds.append(batch)
         at = now()
-        conversation = _owned(user_id, conversation_id)
+        conversation = known.pop() if known else _owned(user_id, conversation_id)
         seen = key_ref.get() if key_ref is not None else None
         if seen is not None and seen.exists and seen.get("expires_at") > at:
             if seen.get("request_hash") != request_hash:
@@ -479,6 +484,8 @@ def _answer_replay(user_id: str, conversation_id: str, numbered: _Numbered) -> M
 def _history(conversation_id: str, numbered: _Numbered) -> Iterator[tuple[str, str]]:
     """``(user message, reply)`` of each exchange before ``numbered``, newest first (see the
     module docstring: answered before it took its number)."""
+    if numbered.seq == 1:
+        return  # nothing before it: no query to pay for
     query = _messages(conversation_id).where(filter=firestore.FieldFilter("seq", "<", numbered.seq))
     query = query.order_by("seq", direction=firestore.Query.DESCENDING).limit(_HISTORY_PAGE)
     last: Snapshot | None = None

@@ -59,6 +59,9 @@ DOCUMENTS: list[tuple[str, str, dict[str, Any]]] = [
     ("config", "catalog", {"task_types": {}}),
     ("login_attempts", "alice", {"user_id": OWNER_UID, "count": 1}),
     ("rate_windows", f"{OWNER_UID}-w1", {"user_id": OWNER_UID, "count": 1}),
+    ("conversations", "conv-1", {"user_id": OWNER_UID, "title": "t", "next_seq": 2}),
+    ("conversations/conv-1/messages", "1", {"content": "hi", "status": "pending"}),
+    ("conversation_owners", OWNER_UID, {"count": 1}),
     ("made_up_collection", "doc-1", {"user_id": OWNER_UID}),
 ]
 
@@ -669,7 +672,9 @@ def exercise_every_query(api: Api, capture: Capture) -> None:
         assert cursor is not None
         conversations.list_for(user["id"], 1, cursor)
         talk = conversations.create(user["id"], conversations.ConversationCreate()).conversation_id
-        conversations.post(user["id"], talk, conversations.MessageCreate(content="Hi"), None, queue.enqueue)
+        for content in ("Hi", "Again"):  # the second reads the history
+            message = conversations.MessageCreate(content=content)
+            conversations.post(user["id"], talk, message, None, queue.enqueue)
         conversations.get(user["id"], talk)
 
 
