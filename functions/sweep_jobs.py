@@ -1,8 +1,8 @@
-"""``POST /sweep_jobs``: recover stuck jobs; run by Cloud Scheduler every 5 minutes."""
+"""``POST /sweep_jobs``: recover stuck jobs and webhook deliveries; run by Cloud Scheduler every minute."""
 
 import flask
 
-from shared import jobs, queue
+from shared import jobs, queue, webhooks
 from shared.internal_auth import verify_internal_caller
 from shared.settings import get_settings
 from shared.web import endpoint, respond
@@ -11,4 +11,4 @@ from shared.web import endpoint, respond
 @endpoint("POST")
 def sweep_jobs(request: flask.Request) -> flask.Response:
     verify_internal_caller(request.headers, "sweep_jobs", get_settings().scheduler_service_account)
-    return respond(jobs.sweep(queue.enqueue))
+    return respond({**jobs.sweep(queue.enqueue), **webhooks.sweep()})

@@ -46,6 +46,9 @@ BUNDLE_MARKER = ".aijobs-bundle"
 
 RUNTIME = "python311"
 QUEUE_NAME = "aijobs-jobs"
+WEBHOOK_QUEUE_NAME = "aijobs-webhooks"
+WEBHOOK_MAX_ATTEMPTS = 8
+"""Attempts per webhook delivery (``WEBHOOK_MAX_ATTEMPTS``); the webhooks queue's must exceed it."""
 JWT_SECRET_NAME = "aijobs-jwt-secret"
 AI_KEY_SECRET_NAME = "aijobs-ai-api-key"
 JWT_SECRET_ENV = "AIJOBS_JWT_SECRET"
@@ -61,7 +64,7 @@ AI_TIMEOUT_SECONDS = 60
 JOB_MAX_ATTEMPTS = 3
 """AI attempts per job; the queue's ``max_attempts`` must leave room above it."""
 TTL_FIELD = "expires_at"
-TTL_COLLECTION_GROUPS = ("jobs", "idempotency", "login_attempts", "rate_windows")
+TTL_COLLECTION_GROUPS = ("jobs", "idempotency", "login_attempts", "rate_windows", "webhook_deliveries")
 """Collection groups whose documents carry ``expires_at`` and are deleted by Firestore TTL."""
 APIS = (
     "cloudfunctions.googleapis.com",
@@ -145,6 +148,12 @@ FUNCTIONS: dict[str, FunctionSpec] = {
     "worker": FunctionSpec(
         memory="512MiB", timeout_seconds=120, concurrency=8, cpu="1", max_instances=20, caller="tasks"
     ),
+    # The user's webhook endpoints: like the other user-facing reads and writes.
+    "webhooks": _USER_API,
+    # One POST per call, bounded by WEBHOOK_TIMEOUT_SECONDS (5 s): I/O bound, so many at once.
+    "deliver_webhook": FunctionSpec(
+        memory="256MiB", timeout_seconds=60, concurrency=20, cpu="1", max_instances=10, caller="tasks"
+    ),
     "weekly_report": FunctionSpec(
         memory="1GiB", timeout_seconds=540, concurrency=1, max_instances=1, caller="scheduler"
     ),
@@ -173,6 +182,19 @@ class QueueSpec:
 
 
 QUEUE = QueueSpec()
+WEBHOOK_QUEUE = QueueSpec(
+    name=WEBHOOK_QUEUE_NAME,
+    # Above WEBHOOK_MAX_ATTEMPTS: deliver_webhook counts attempts itself and acknowledges the last.
+    max_attempts=10,
+    # 30 s doubling to an hour (shared.webhooks.RETRY_HORIZON is this plus a margin): the 8
+    # attempts span about two hours.
+    min_backoff="30s",
+    max_backoff="3600s",
+    max_doublings=7,
+    max_dispatches_per_second=50,
+    max_concurrent_dispatches=100,
+)
+"""Webhook deliveries' own queue: a slow or failing receiver never holds up jobs."""
 
 
 @dataclass(frozen=True)
@@ -212,7 +234,7 @@ SERVICE_ACCOUNTS: dict[str, ServiceAccount] = {
     "functions": ServiceAccount(
         "aijobs-functions", "aijobs functions runtime", ("roles/datastore.user", "roles/logging.logWriter")
     ),
-    # Identity in the queue's OIDC tokens; may invoke `worker` and nothing else.
+    # Identity in the queues' OIDC tokens; may invoke `worker` and `deliver_webhook` and nothing else.
     "tasks": ServiceAccount("aijobs-tasks", "aijobs Cloud Tasks caller"),
     # Identity in Cloud Scheduler's OIDC tokens; may invoke `weekly_report` and `sweep_jobs`.
     "scheduler": ServiceAccount("aijobs-scheduler", "aijobs Cloud Scheduler caller"),
@@ -565,32 +587,34 @@ def queue_flags(queue: QueueSpec) -> tuple[str, ...]:
 
 def queue_section(config: Config) -> Section:
     location = f"--location={config.region}"
-    steps = [
-        Step(
-            f"Cloud Tasks queue {QUEUE.name} with its retry policy and rate limits",
-            config.gcloud("tasks", "queues", "create", QUEUE.name, location, *queue_flags(QUEUE)),
-            check=config.gcloud("tasks", "queues", "describe", QUEUE.name, location),
-            update=config.gcloud("tasks", "queues", "update", QUEUE.name, location, *queue_flags(QUEUE)),
-        )
-    ]
-    # enqueuer to create tasks; viewer because `health` reads the queue (get_queue).
-    for role in ("roles/cloudtasks.enqueuer", "roles/cloudtasks.viewer"):
+    steps = []
+    for queue in (QUEUE, WEBHOOK_QUEUE):
         steps.append(
             Step(
-                f"{role} for the functions, on this queue only",
-                config.gcloud(
-                    "tasks",
-                    "queues",
-                    "add-iam-policy-binding",
-                    QUEUE.name,
-                    location,
-                    f"--member={config.member('functions')}",
-                    f"--role={role}",
-                ),
-                retry_on=IAM_NOT_YET_VISIBLE,
+                f"Cloud Tasks queue {queue.name} with its retry policy and rate limits",
+                config.gcloud("tasks", "queues", "create", queue.name, location, *queue_flags(queue)),
+                check=config.gcloud("tasks", "queues", "describe", queue.name, location),
+                update=config.gcloud("tasks", "queues", "update", queue.name, location, *queue_flags(queue)),
             )
         )
-    return Section("Cloud Tasks queue", steps, "describe, then update or create with the same flags")
+        # enqueuer to create tasks; viewer because `health` reads the jobs queue (get_queue).
+        for role in ("roles/cloudtasks.enqueuer", "roles/cloudtasks.viewer"):
+            steps.append(
+                Step(
+                    f"{role} for the functions, on {queue.name} only",
+                    config.gcloud(
+                        "tasks",
+                        "queues",
+                        "add-iam-policy-binding",
+                        queue.name,
+                        location,
+                        f"--member={config.member('functions')}",
+                        f"--role={role}",
+                    ),
+                    retry_on=IAM_NOT_YET_VISIBLE,
+                )
+            )
+    return Section("Cloud Tasks queues", steps, "describe, then update or create with the same flags")
 
 
 def function_env(config: Config, spec: FunctionSpec) -> dict[str, str]:
@@ -601,6 +625,8 @@ def function_env(config: Config, spec: FunctionSpec) -> dict[str, str]:
         "FUNCTIONS_BASE_URL": config.functions_base_url,
         "TASKS_LOCATION": config.region,
         "TASKS_QUEUE": QUEUE.name,
+        "WEBHOOK_QUEUE": WEBHOOK_QUEUE.name,
+        "WEBHOOK_MAX_ATTEMPTS": str(WEBHOOK_MAX_ATTEMPTS),
         "TASKS_SERVICE_ACCOUNT": config.sa_email("tasks"),
         "SCHEDULER_SERVICE_ACCOUNT": config.sa_email("scheduler"),
         "AI_MODEL": config.ai_model,
@@ -937,6 +963,11 @@ def check_consistency() -> None:
         problems.append("queue max_attempts must exceed JOB_MAX_ATTEMPTS")
     if QUEUE.max_concurrent_dispatches > worker.concurrency * worker.max_instances:
         problems.append("queue max_concurrent_dispatches exceeds what the worker can serve")
+    deliverer = FUNCTIONS["deliver_webhook"]
+    if WEBHOOK_QUEUE.max_attempts <= WEBHOOK_MAX_ATTEMPTS:
+        problems.append("webhooks queue max_attempts must exceed WEBHOOK_MAX_ATTEMPTS")
+    if WEBHOOK_QUEUE.max_concurrent_dispatches > deliverer.concurrency * deliverer.max_instances:
+        problems.append("webhooks queue max_concurrent_dispatches exceeds what deliver_webhook can serve")
     for job in SCHEDULED_JOBS:
         if FUNCTIONS[job.function].caller != "scheduler":
             problems.append(f"{job.function} is scheduled but not private to the scheduler")

@@ -106,7 +106,7 @@ def main() -> int:
 aijobs is running (logs in {(run / "logs").relative_to(ROOT)}/):
   functions        {base}/<function>   ({", ".join(_function_names())})
   Firestore        127.0.0.1:{stack.firestore_port}  (emulator, data from emulator-export/)
-  Cloud Tasks      127.0.0.1:{stack.tasks_port}  (emulator, queue {stack.queue})
+  Cloud Tasks      127.0.0.1:{stack.tasks_port}  (emulator, queues {stack.queue}, {stack.webhook_queue})
   AI endpoint      {stack.env()["AI_BASE_URL"]}
   API docs         {base}/docs  (OpenAPI 3.1: {base}/docs/openapi.json)
 

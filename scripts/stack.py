@@ -134,6 +134,11 @@ class Stack:
     def queue(self) -> str:
         return f"projects/{PROJECT}/locations/us-central1/queues/aijobs-jobs"
 
+    @property
+    def webhook_queue(self) -> str:
+        """Webhook deliveries' own queue (``WEBHOOK_QUEUE``): a slow receiver never holds up jobs."""
+        return f"projects/{PROJECT}/locations/us-central1/queues/aijobs-webhooks"
+
     def env(self) -> dict[str, str]:
         """The environment of the functions (also used by tests to talk to the emulators)."""
         return {
@@ -143,6 +148,7 @@ class Stack:
             "TASKS_EMULATOR_HOST": f"127.0.0.1:{self.tasks_port}",
             "TASKS_LOCATION": "us-central1",
             "TASKS_QUEUE": "aijobs-jobs",
+            "WEBHOOK_QUEUE": "aijobs-webhooks",
             "FUNCTIONS_BASE_URL": self.base_url,
             "WORKER_SECRET": self.worker_secret,
             "JWT_SECRET": DEV_JWT_SECRET,
@@ -224,7 +230,7 @@ class Stack:
             sys.executable,
             str(ROOT / "scripts" / "tasks_emulator.py"),
             str(self.tasks_port),
-            self.queue,
+            f"{self.queue},{self.webhook_queue}",
             str(self.tasks_max_retries),
         ]
         self._wait(self._spawn("tasks", argv, inherited()), self.tasks_port, 30)

@@ -1,6 +1,7 @@
 """Run gcloud-tasks-emulator bound to loopback only (upstream binds every interface).
 
-Usage: python scripts/tasks_emulator.py PORT QUEUE_PATH [MAX_RETRIES]
+Usage: python scripts/tasks_emulator.py PORT QUEUE_PATH[,QUEUE_PATH...] [MAX_RETRIES]
+(the jobs queue and the webhooks queue, each served on its own)
 """
 
 import logging
@@ -20,11 +21,11 @@ def _loopback_server(*args, **kwargs):
 
 
 def main() -> None:
-    port, queue = int(sys.argv[1]), sys.argv[2]
+    port, queues = int(sys.argv[1]), sys.argv[2].split(",")
     max_retries = int(sys.argv[3]) if len(sys.argv) > 3 else -1
     logging.basicConfig(level=logging.WARNING, format="tasks-emulator %(levelname)s %(message)s")
     grpc.server = _loopback_server
-    create_server("127.0.0.1", port, default_queue_names=[queue], max_retries=max_retries).run()
+    create_server("127.0.0.1", port, default_queue_names=queues, max_retries=max_retries).run()
 
 
 if __name__ == "__main__":

@@ -444,6 +444,9 @@ def _stage_on_final(batch: Batch, job_id: str, job: dict[str, Any], at: datetime
 
     Called once per round of that commit, on a fresh batch, so it may stage writes freely;
     it must not commit, and it reads only what it must (this is every job's path)."""
+    from shared import webhooks
+
+    webhooks.stage_job_final(batch, job_id, job, at)
     if job.get("conversation_id"):  # imported only then: a reply lands in this very commit
         from shared import conversations
 
@@ -452,6 +455,9 @@ def _stage_on_final(batch: Batch, job_id: str, job: dict[str, Any], at: datetime
 
 def _after_final(job: JobPublic) -> None:
     """Work after a job's final commit landed (once per job: only the winner gets here)."""
+    from shared import webhooks
+
+    webhooks.after_job_final(job.job_id)
 
 
 @dataclass(frozen=True)

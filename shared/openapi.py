@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from shared import auth, catalog, conversations, jobs, reports, usage
+from shared import auth, catalog, conversations, jobs, reports, usage, webhooks
 from shared import credits as ledger
 from shared.web import ErrorPublic, HealthPublic, PageQuery
 
@@ -66,8 +66,8 @@ class Operation:
     """Every error status the operation itself can answer (413, 500 and 503 are added)."""
     body: type[BaseModel] | None = None
     """The JSON request body, if any."""
-    query: type[BaseModel] | None = None
-    """The query parameters, one per field."""
+    query: tuple[type[BaseModel], ...] = ()
+    """The query parameters: one per field of each model."""
     path_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Each ``{name}`` in the path and its JSON Schema."""
     authenticated: bool = True
@@ -146,7 +146,7 @@ OPERATIONS: tuple[Operation, ...] = (
         tag="account",
         ok=200,
         answer=ledger.LedgerPage,
-        query=PageQuery,
+        query=(PageQuery,),
         failures=(_AUTH, _PAGE),
     ),
     Operation(
@@ -203,7 +203,7 @@ OPERATIONS: tuple[Operation, ...] = (
         tag="jobs",
         ok=200,
         answer=jobs.JobPage,
-        query=PageQuery,
+        query=(PageQuery,),
         failures=(_AUTH, _PAGE),
     ),
     Operation(
@@ -218,7 +218,7 @@ OPERATIONS: tuple[Operation, ...] = (
         tag="jobs",
         ok=200,
         answer=jobs.JobPublic,
-        query=jobs.WaitQuery,
+        query=(jobs.WaitQuery,),
         path_params={"job_id": _ID},
         failures=(
             _AUTH,
@@ -249,7 +249,7 @@ OPERATIONS: tuple[Operation, ...] = (
         tag="account",
         ok=200,
         answer=usage.UsageHistory,
-        query=usage.UsageQuery,
+        query=(usage.UsageQuery,),
         failures=(_AUTH, _f(422, "The range is invalid or too long.", "invalid_request")),
     ),
     Operation(
@@ -318,7 +318,7 @@ OPERATIONS: tuple[Operation, ...] = (
         tag="admin",
         ok=200,
         answer=auth.UserPage,
-        query=PageQuery,
+        query=(PageQuery,),
         failures=(_AUTH, _ADMIN, _PAGE),
     ),
     Operation(
@@ -340,7 +340,7 @@ OPERATIONS: tuple[Operation, ...] = (
         tag="admin",
         ok=200,
         answer=reports.ReportPage,
-        query=PageQuery,
+        query=(PageQuery,),
         failures=(_AUTH, _ADMIN, _PAGE),
     ),
     Operation(
@@ -382,7 +382,7 @@ OPERATIONS: tuple[Operation, ...] = (
         tag="conversations",
         ok=200,
         answer=conversations.ConversationPage,
-        query=PageQuery,
+        query=(PageQuery,),
         failures=(_AUTH, _PAGE),
     ),
     Operation(
@@ -456,6 +456,94 @@ OPERATIONS: tuple[Operation, ...] = (
             ),
             _f(429, "Too many submits this minute.", "submit_rate_limited"),
         ),
+    ),
+    Operation(
+        method="post",
+        path="/webhooks",
+        operation_id="createWebhook",
+        summary="Register a webhook endpoint; its signing secret is shown this once",
+        description=(
+            "Events are POSTed to the URL signed per Standard Webhooks (`webhook-id`, "
+            "`webhook-timestamp`, `webhook-signature`): verify them with the `secret`. The URL must "
+            "be https and resolve only to public addresses. Takes effect within "
+            "`WEBHOOK_CACHE_SECONDS` (30 s)."
+        ),
+        tag="webhooks",
+        ok=201,
+        answer=webhooks.WebhookSecret,
+        body=webhooks.WebhookCreate,
+        failures=(
+            *_BODY,
+            _AUTH,
+            _f(
+                422,
+                "The URL or the events are refused, or the account has its most endpoints.",
+                "invalid_webhook_url",
+                "invalid_webhook_events",
+                "too_many_webhooks",
+                "invalid_request",
+            ),
+        ),
+    ),
+    Operation(
+        method="get",
+        path="/webhooks",
+        operation_id="listWebhooks",
+        summary="The account's webhook endpoints, newest first",
+        tag="webhooks",
+        ok=200,
+        answer=webhooks.WebhookPage,
+        query=(PageQuery,),
+        failures=(_AUTH, _PAGE),
+    ),
+    Operation(
+        method="get",
+        path="/webhooks/{webhook_id}",
+        operation_id="getWebhook",
+        summary="One webhook endpoint, disabled or not",
+        tag="webhooks",
+        ok=200,
+        answer=webhooks.WebhookPublic,
+        path_params={"webhook_id": _ID},
+        failures=(_AUTH, _f(404, "No such webhook of this account.", "webhook_not_found")),
+    ),
+    Operation(
+        method="delete",
+        path="/webhooks/{webhook_id}",
+        operation_id="deleteWebhook",
+        summary="Delete a webhook endpoint; nothing more is sent to it",
+        tag="webhooks",
+        ok=204,
+        answer=None,
+        path_params={"webhook_id": _ID},
+        failures=(_AUTH, _f(404, "No such webhook of this account.", "webhook_not_found")),
+    ),
+    Operation(
+        method="post",
+        path="/webhooks/{webhook_id}/rotate",
+        operation_id="rotateWebhookSecret",
+        summary="Replace a webhook's secret; the new one is shown this once",
+        description=(
+            "For `WEBHOOK_ROTATION_WINDOW_SECONDS` (a day) deliveries carry a signature with the old "
+            "secret beside the new one, so a receiver can switch without losing events."
+        ),
+        tag="webhooks",
+        ok=200,
+        answer=webhooks.WebhookSecret,
+        path_params={"webhook_id": _ID},
+        failures=(_AUTH, _f(404, "No such webhook of this account.", "webhook_not_found")),
+    ),
+    Operation(
+        method="get",
+        path="/webhooks/{webhook_id}/deliveries",
+        operation_id="listWebhookDeliveries",
+        summary="What was sent to a webhook endpoint, newest first",
+        tag="webhooks",
+        ok=200,
+        answer=webhooks.DeliveryPage,
+        query=(PageQuery,),
+        path_params={"webhook_id": _ID},
+        failures=(_AUTH, _PAGE, _f(404, "No such webhook of this account.", "webhook_not_found")),
     ),
 )
 
@@ -565,8 +653,8 @@ def _parameters(op: Operation) -> list[dict[str, Any]]:
         {"name": name, "in": "path", "required": True, "schema": schema}
         for name, schema in op.path_params.items()
     ]
-    if op.query is not None:
-        schema = op.query.model_json_schema(by_alias=True)
+    for model in op.query:
+        schema = model.model_json_schema(by_alias=True)
         required = set(schema.get("required", []))
         for name, prop in schema["properties"].items():
             param: dict[str, Any] = {"name": name, "in": "query", "required": name in required}

@@ -1,4 +1,5 @@
-"""The jobs queue on Cloud Tasks: one HTTP task per job, POSTed to the worker.
+"""The jobs queue on Cloud Tasks: one HTTP task per job, POSTed to the worker (and
+``create_task`` for other queues: webhook deliveries).
 
 Locally the official client talks to gcloud-tasks-emulator over an insecure
 gRPC channel and the task carries the shared worker secret; in production the
@@ -55,20 +56,38 @@ def _client() -> tasks_v2.CloudTasksClient:
     return tasks_v2.CloudTasksClient()
 
 
-def queue_path() -> str:
+def queue_path(queue: str | None = None) -> str:
+    """The full name of ``queue`` (default: the jobs queue, ``TASKS_QUEUE``)."""
     settings = get_settings()
-    return _client().queue_path(settings.google_cloud_project, settings.tasks_location, settings.tasks_queue)
+    return _client().queue_path(
+        settings.google_cloud_project, settings.tasks_location, queue or settings.tasks_queue
+    )
 
 
 def enqueue(job_id: str, generation: int = 0) -> None:
     """Create the job's task; ``NotQueued`` if the queue refused it, ``Unavailable`` if the
     outcome is unknown (a timeout or a dropped connection: it may exist)."""
     settings = get_settings()
+    create_task(
+        settings.tasks_queue,
+        f"job-{job_id}" + (f"-{generation}" if generation else ""),
+        "worker",
+        {"job_id": job_id},
+        # The worker's own bound: the AI timeout plus time for its writes.
+        int(settings.job_lease_seconds),
+    )
+
+
+def create_task(queue: str, name: str, function: str, body: dict[str, str], deadline_seconds: int) -> None:
+    """POST ``body`` to the internal ``function`` through ``queue``, as task ``name``; raises
+    like ``enqueue``. The task carries the caller's credentials the function checks."""
+    settings = get_settings()
+    url = settings.function_url(function)
     request: dict[str, object] = {
         "http_method": tasks_v2.HttpMethod.POST,
-        "url": settings.worker_url,
+        "url": url,
         "headers": {"Content-Type": "application/json"},
-        "body": json.dumps({"job_id": job_id}).encode(),
+        "body": json.dumps(body).encode(),
     }
     if settings.worker_secret is not None:
         request["headers"] = {
@@ -76,19 +95,15 @@ def enqueue(job_id: str, generation: int = 0) -> None:
             WORKER_SECRET_HEADER: settings.worker_secret.get_secret_value(),
         }
     else:
-        request["oidc_token"] = {
-            "service_account_email": settings.tasks_service_account,
-            "audience": settings.worker_url,
-        }
+        request["oidc_token"] = {"service_account_email": settings.tasks_service_account, "audience": url}
     task = {
-        "name": f"{queue_path()}/tasks/job-{job_id}" + (f"-{generation}" if generation else ""),
+        "name": f"{queue_path(queue)}/tasks/{name}",
         "http_request": request,
-        # The worker's own bound: the AI timeout plus time for its writes.
-        "dispatch_deadline": duration_pb2.Duration(seconds=int(settings.job_lease_seconds)),
+        "dispatch_deadline": duration_pb2.Duration(seconds=deadline_seconds),
     }
     metering.count_tasks_call()  # billed whatever the answer
     try:
-        _client().create_task(parent=queue_path(), task=tasks_v2.Task(task), timeout=_CALL_TIMEOUT)
+        _client().create_task(parent=queue_path(queue), task=tasks_v2.Task(task), timeout=_CALL_TIMEOUT)
     except gexc.AlreadyExists:
         return  # an earlier attempt of this very call got through
     except _REFUSALS as exc:
@@ -106,12 +121,12 @@ def ping() -> None:
         raise Unavailable(f"the queue is unavailable: {type(exc).__name__}") from exc
 
 
-def ensure_queue() -> None:
+def ensure_queue(queue: str | None = None) -> None:
     """Create the queue on the emulator (production queues are made by the deploy)."""
     location = _client().common_location_path(
         get_settings().google_cloud_project, get_settings().tasks_location
     )
     with contextlib.suppress(gexc.AlreadyExists):
         _client().create_queue(
-            parent=location, queue=tasks_v2.Queue(name=queue_path()), timeout=_CALL_TIMEOUT
+            parent=location, queue=tasks_v2.Queue(name=queue_path(queue)), timeout=_CALL_TIMEOUT
         )

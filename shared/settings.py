@@ -245,6 +245,30 @@ class Settings(BaseSettings):
     anomaly_ratio: float = Field(2.0, gt=1)
     """The weekly report flags a week with more than this times the mean of the previous 4."""
 
+    webhook_queue: str = "aijobs-webhooks"
+    """Cloud Tasks queue of webhook deliveries; never the jobs queue, so slow receivers cannot delay jobs."""
+
+    webhook_max_endpoints: int = Field(10, ge=1, le=100)
+    """Webhook endpoints one user may register."""
+
+    webhook_cache_seconds: float = Field(30.0, ge=0, le=300)
+    """How long an instance reuses a user's list of webhook endpoints: a new one takes effect within it."""
+
+    webhook_timeout_seconds: float = Field(5.0, gt=0, le=30)
+    """Bound on one webhook delivery, connect to answer."""
+
+    webhook_max_attempts: int = Field(8, ge=1, le=50)
+    """Attempts per webhook delivery before it is ``failed``."""
+
+    webhook_disable_after_days: float = Field(5.0, gt=0, le=90)
+    """An endpoint whose deliveries have all failed for this many days is disabled."""
+
+    webhook_rotation_window_seconds: int = Field(86400, ge=0, le=30 * 86400)
+    """After a secret rotation, deliveries are also signed with the old secret for this long."""
+
+    webhook_sweep_delay_seconds: int = Field(60, gt=0)
+    """A webhook delivery still pending this long after it was due is enqueued by the sweeper."""
+
     @property
     def is_local(self) -> bool:
         return self.app_env == "local"
@@ -314,6 +338,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
+        if self.webhook_queue == self.tasks_queue:
+            raise ValueError("WEBHOOK_QUEUE must not be TASKS_QUEUE: a slow receiver would hold up jobs")
         for origin in self.cors_origin_list:
             if not _ORIGIN.fullmatch(origin):
                 raise ValueError(f"CORS_ORIGINS: {origin[:60]!r} is not scheme://host[:port] in lower case")

@@ -65,7 +65,7 @@ _TRANSIENT_API_ERRORS = (
 )
 # Reached only by the queue and the scheduler, never from a browser: no CORS for them. Keyed by
 # the handler's name, so the functions need not say it (the ones calling verify_internal_caller).
-_INTERNAL = frozenset({"worker", "weekly_report", "sweep_jobs"})
+_INTERNAL = frozenset({"worker", "weekly_report", "sweep_jobs", "deliver_webhook"})
 CORS_ALLOW_HEADERS = "Authorization, Content-Type, Idempotency-Key"
 CORS_EXPOSE_HEADERS = "Idempotent-Replayed, Retry-After"
 CORS_MAX_AGE_SECONDS = 600

@@ -32,7 +32,12 @@ from scripts.stack import Process, Stack, free_port, port_in_use
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT, REGION = "demo-p", "europe-west1"
 BASE_URL = f"https://{REGION}-{PROJECT}.cloudfunctions.net"
-PRIVATE = {"worker": "aijobs-tasks", "weekly_report": "aijobs-scheduler", "sweep_jobs": "aijobs-scheduler"}
+PRIVATE = {
+    "worker": "aijobs-tasks",
+    "deliver_webhook": "aijobs-tasks",
+    "weekly_report": "aijobs-scheduler",
+    "sweep_jobs": "aijobs-scheduler",
+}
 JWT_SENTINEL = "jwt-sentinel-" + uuid.uuid4().hex  # 45 characters: long enough to be accepted
 AI_SENTINEL = "sk-sentinel-" + uuid.uuid4().hex
 

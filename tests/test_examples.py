@@ -123,7 +123,7 @@ def test_api_http_submits_each_task_type_once_and_one_idempotently() -> None:
 
 
 def test_api_http_sends_the_right_credentials() -> None:
-    internal = {"worker", "weekly_report", "sweep_jobs"}
+    internal = {"worker", "weekly_report", "sweep_jobs", "deliver_webhook"}
     for line, path, headers, _ in _requests():
         function = re.split(r"[/?]", path)[0]
         if function in internal:

@@ -59,6 +59,12 @@ DOCUMENTS: list[tuple[str, str, dict[str, Any]]] = [
     ("config", "catalog", {"task_types": {}}),
     ("login_attempts", "alice", {"user_id": OWNER_UID, "count": 1}),
     ("rate_windows", f"{OWNER_UID}-w1", {"user_id": OWNER_UID, "count": 1}),
+    (f"users/{OWNER_UID}/webhooks", "hook-1", {"url": "https://example.com/h", "secret": "whsec_x"}),
+    ("webhook_owners", OWNER_UID, {"count": 1}),
+    ("webhook_deliveries", "msg_1", {"user_id": OWNER_UID, "status": "pending"}),
+    ("conversations", "conv-1", {"user_id": OWNER_UID, "title": "t", "next_seq": 2}),
+    ("conversations/conv-1/messages", "1", {"content": "hi", "status": "pending"}),
+    ("conversation_owners", OWNER_UID, {"count": 1}),
     ("conversations", "conv-1", {"user_id": OWNER_UID, "title": "t", "next_seq": 2}),
     ("conversations/conv-1/messages", "1", {"content": "hi", "status": "pending"}),
     ("conversation_owners", OWNER_UID, {"count": 1}),
@@ -666,6 +672,13 @@ def exercise_every_query(api: Api, capture: Capture) -> None:
         auth.get_user_by_username(user["username"])
         auth.get_user(other["id"])
         catalog.task_types()
+        from shared import webhooks
+
+        create = webhooks.WebhookCreate(url="http://127.0.0.1:9/hook", events=["job.completed"])
+        hook, _ = webhooks.create(user["id"], create), webhooks.create(user["id"], create)
+        webhooks.list_for(user["id"], 1, webhooks.list_for(user["id"], 1, None).next_cursor)
+        webhooks.deliveries(user["id"], hook.id, 1, None)
+        webhooks.sweep(lambda *_: None)
         for _ in range(2):
             conversations.create(user["id"], conversations.ConversationCreate())
         _, cursor = conversations.list_for(user["id"], 1, None)

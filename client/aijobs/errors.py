@@ -13,7 +13,7 @@ The tree::
     ├── InsufficientCredits (402)
     ├── Forbidden (403)               AdminOnly, OriginNotAllowed
     ├── NotFound (404)                JobNotFound, UserNotFound, ReportNotFound, RouteNotFound,
-    │                                 ConversationNotFound
+    │                                 ConversationNotFound, WebhookNotFound
     ├── MethodNotAllowed (405)
     ├── Conflict (409)                UsernameTaken, IdempotencyKeyReused, JobNotCancelable,
     │                                 JobInProgress, GrantIdReused, BalanceTooLow,
@@ -23,7 +23,8 @@ The tree::
     ├── InvalidRequest (422)          InvalidLimit, InvalidCursor, InvalidWait, InvalidOption,
     │                                 UnknownTaskType, TaskTypeUnsupported, UnknownModel,
     │                                 ModelUnavailable, InvalidIdempotencyKey, InvalidRole,
-    │                                 WeekNotComplete, TooManyConversations, ConversationFull
+    │                                 WeekNotComplete, TooManyConversations, ConversationFull,
+    │                                 InvalidWebhookUrl, InvalidWebhookEvents, TooManyWebhooks
     ├── ServerError (500 and other 5xx)
     ├── WaitTimeout                   (client side: ``Client.wait`` ran out of time)
     └── RetryableError                the same request may succeed later: retried by the client
@@ -69,6 +70,8 @@ __all__ = [
     "InvalidToken",
     "InvalidUnicode",
     "InvalidWait",
+    "InvalidWebhookEvents",
+    "InvalidWebhookUrl",
     "JobInProgress",
     "JobNotCancelable",
     "JobNotFound",
@@ -91,6 +94,7 @@ __all__ = [
     "TokenExpired",
     "TooManyConversations",
     "TooManyLoginAttempts",
+    "TooManyWebhooks",
     "Unauthenticated",
     "Unavailable",
     "Unhealthy",
@@ -100,6 +104,7 @@ __all__ = [
     "UserNotFound",
     "UsernameTaken",
     "WaitTimeout",
+    "WebhookNotFound",
     "WeekNotComplete",
     "error_for",
 ]
@@ -260,6 +265,10 @@ class RouteNotFound(NotFound):
     error_code = "route_not_found"
 
 
+class WebhookNotFound(NotFound):
+    error_code = "webhook_not_found"
+
+
 class ConversationNotFound(NotFound):
     error_code = "conversation_not_found"
 
@@ -373,6 +382,22 @@ class InvalidRole(InvalidRequest):
 
 class WeekNotComplete(InvalidRequest):
     error_code = "week_not_complete"
+
+
+class InvalidWebhookUrl(InvalidRequest):
+    """Not https (locally also http), too long, or a host that resolves to a private address."""
+
+    error_code = "invalid_webhook_url"
+
+
+class InvalidWebhookEvents(InvalidRequest):
+    error_code = "invalid_webhook_events"
+
+
+class TooManyWebhooks(InvalidRequest):
+    """The account has ``WEBHOOK_MAX_ENDPOINTS`` endpoints already: delete one first."""
+
+    error_code = "too_many_webhooks"
 
 
 class TooManyConversations(InvalidRequest):
