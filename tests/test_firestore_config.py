@@ -65,9 +65,6 @@ DOCUMENTS: list[tuple[str, str, dict[str, Any]]] = [
     ("conversations", "conv-1", {"user_id": OWNER_UID, "title": "t", "next_seq": 2}),
     ("conversations/conv-1/messages", "1", {"content": "hi", "status": "pending"}),
     ("conversation_owners", OWNER_UID, {"count": 1}),
-    ("conversations", "conv-1", {"user_id": OWNER_UID, "title": "t", "next_seq": 2}),
-    ("conversations/conv-1/messages", "1", {"content": "hi", "status": "pending"}),
-    ("conversation_owners", OWNER_UID, {"count": 1}),
     ("made_up_collection", "doc-1", {"user_id": OWNER_UID}),
 ]
 
