@@ -1,29 +1,38 @@
-"""``GET /jobs``, ``GET /jobs/{job_id}[?wait=N]``, ``POST /jobs/{job_id}/cancel``: the user's jobs."""
+"""The user's jobs: ``GET /jobs?status=&task_type=&tag=``, ``GET /jobs/{job_id}[?wait=N]``,
+``PATCH /jobs/{job_id}`` (title, tags), ``DELETE /jobs/{job_id}`` (its content),
+``POST /jobs/{job_id}/cancel``."""
 
 import flask
 
 from shared import jobs as job_store
 from shared.errors import InvalidRequest, NotFound
-from shared.web import bearer_user, endpoint, page, path_parts, respond
+from shared.web import bearer_user, endpoint, page, parse_body, path_parts, respond
 
 
 def _routes(parts: list[str]) -> tuple[str, ...]:
     match parts:
-        case [] | [_]:
+        case []:
             return ("GET",)
+        case [_]:
+            return ("GET", "PATCH", "DELETE")
         case [_, "cancel"]:
             return ("POST",)
     raise NotFound("no such route", code="route_not_found")
 
 
-@endpoint("GET", "POST", routes=_routes)
+@endpoint("GET", "POST", "PATCH", "DELETE", routes=_routes)
 def jobs(request: flask.Request) -> flask.Response:
     user_id = bearer_user(request)
     match path_parts(request):
         case []:
             limit, cursor = page(request)
-            found, next_cursor = job_store.list_for(user_id, limit, cursor)
+            found, next_cursor = job_store.list_for(user_id, limit, cursor, _filters(request))
             return respond(job_store.JobPage(jobs=found, next_cursor=next_cursor))
+        case [job_id] if request.method == "PATCH":
+            return respond(job_store.update(user_id, job_id, parse_body(request, job_store.JobUpdate)))
+        case [job_id] if request.method == "DELETE":
+            job_store.delete(user_id, job_id)
+            return flask.Response(status=204)
         case [job_id]:
             return respond(job_store.get(user_id, job_id, _wait(request)))
         case [job_id, _]:
@@ -40,3 +49,8 @@ def _wait(request: flask.Request) -> int:
             code="invalid_wait",
         )
     return int(raw)
+
+
+def _filters(request: flask.Request) -> job_store.JobFilter:
+    names = ("status", "task_type", "tag")
+    return job_store.JobFilter.model_validate({n: request.args[n] for n in names if n in request.args})

@@ -52,7 +52,13 @@ FINAL = ("completed", "failed", "canceled")
 REFUNDED = ("failed", "canceled")
 STATUSES = ("queued", "in_progress", *FINAL)
 # Ledger entry ids are "<prefix>-<rest>"; an admin's negative grant is an "adjustment" under "grant-".
-_ID_TYPES = {"grant": ("grant", "adjustment"), "charge": ("charge",), "refund": ("refund",)}
+# A batch's jobs are charged together, by one "batch-<batch_id>" charge.
+_ID_TYPES = {
+    "grant": ("grant", "adjustment"),
+    "charge": ("charge",),
+    "refund": ("refund",),
+    "batch": ("charge",),
+}
 _JOB_FIELDS = [
     "user_id",
     "task_type",
@@ -63,6 +69,7 @@ _JOB_FIELDS = [
     "lease_expires_at",
     "completed_at",
     "latency_bucket",
+    "batch_id",
 ]
 _ENTRY_FIELDS = ["type", "amount", "job_id", "created_at"]
 _DAY_FIELDS = ["user_id", "day", "week", "jobs_total", "jobs", "credits", "charged", "refunded", "spent"]
@@ -84,6 +91,7 @@ class Job:
     lease_expires_at: datetime | None
     completed_at: datetime | None = None
     latency_bucket: str | None = None
+    batch_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +278,7 @@ def _job(job_id: str, data: dict[str, Any]) -> Job | str:
         lease_expires_at=data.get("lease_expires_at"),
         completed_at=data.get("completed_at"),
         latency_bucket=data.get("latency_bucket"),
+        batch_id=data.get("batch_id"),
     )
 
 
@@ -328,11 +337,17 @@ def _balances(books: _Books) -> Iterator[str]:
 
 
 def _charges(books: _Books) -> Iterator[str]:
-    """Each job is charged once; failed and canceled ones are refunded once, the others never."""
+    """Each job is charged once (a batch's jobs by their batch's one charge, which is the sum of
+    their costs); failed and canceled ones are refunded once, the others never."""
+    batches: defaultdict[tuple[str, str], int] = defaultdict(int)
     for job in books.jobs.values():
         who = f"job {job.id} (user {job.user_id})"
         charge = books.ledger.get((job.user_id, f"charge-{job.id}"))
-        if charge is None:
+        if job.batch_id is not None:
+            batches[(job.user_id, job.batch_id)] += job.cost
+            if charge is not None:
+                yield f"{who}: charged alone (ledger/charge-{job.id}) and by batch {job.batch_id}"
+        elif charge is None:
             yield f"{who}: not charged (no ledger/charge-{job.id})"
         elif charge.amount != -job.cost:
             yield f"{who}: charged {-charge.amount}, but it costs {job.cost}"
@@ -346,10 +361,17 @@ def _charges(books: _Books) -> Iterator[str]:
             yield f"{who}: {job.status} but refunded (ledger/refund-{job.id})"
         if job.status not in STATUSES:
             yield f"{who}: unknown status {job.status!r}"
+    for (user_id, batch_id), cost in sorted(batches.items()):
+        entry = books.ledger.get((user_id, f"batch-{batch_id}"))
+        if entry is None:
+            yield f"batch {batch_id} (user {user_id}): not charged (no ledger/batch-{batch_id})"
+        elif entry.amount != -cost:
+            yield f"batch {batch_id} (user {user_id}): charged {-entry.amount}, but its jobs cost {cost}"
 
 
 def _entries(books: _Books, horizon: datetime) -> Iterator[str]:
     """Each entry's type matches its id; each charge and refund belongs to a job of its user."""
+    batches = {(j.user_id, j.batch_id) for j in books.jobs.values() if j.batch_id is not None}
     for entry in books.ledger.values():
         where = f"user {entry.user_id} ledger/{entry.id}"
         prefix, _, rest = entry.id.partition("-")
@@ -361,6 +383,10 @@ def _entries(books: _Books, horizon: datetime) -> Iterator[str]:
         if (entry.type == "grant" and entry.amount < 0) or (entry.type == "adjustment" and entry.amount >= 0):
             yield f"{where}: {entry.type} of {entry.amount}"
         if prefix == "grant":
+            continue
+        if prefix == "batch":
+            if (entry.user_id, rest) not in batches and entry.created_at >= horizon:
+                yield f"{where}: no job of batch {rest}"
             continue
         if entry.job_id != rest:
             yield f"{where}: job_id {entry.job_id!r}, but its id names job {rest}"

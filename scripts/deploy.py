@@ -135,6 +135,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
     "credits": _USER_API,
     "submit_job": _USER_API,
     "jobs": _USER_API,
+    "batches": _USER_API,
     "usage": _USER_API,
     # History kept by the server: a post reads its conversation's exchanges, then submits like submit_job.
     "conversations": _USER_API,

@@ -52,10 +52,10 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from google.cloud import firestore
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from shared import catalog, credits, limits, logs, usage
 from shared.db import Batch, Snapshot, client, commit_optimistically, now, put, unchanged
@@ -79,6 +79,9 @@ MAX_WAIT_SECONDS = 25
 IDEMPOTENCY_TTL = timedelta(hours=24)
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 _ID = re.compile(r"[0-9a-f]{32}")
+ID_PATTERN = _ID
+"""What a job id (and a batch id) looks like: anything else is not looked up."""
+STATUSES: tuple[Status, ...] = get_args(Status)
 
 Enqueue = Callable[[str, int], None]
 """Puts ``(job_id, generation)`` on the queue. Raises ``NotQueued`` when the queue refused
@@ -114,11 +117,20 @@ class JobCreate(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+MAX_TITLE, MAX_TAGS = 200, 10
+_TAG = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+Tag = Annotated[str, StringConstraints(pattern=_TAG)]
+"""1-32 of ``[a-z0-9_-]``, lower-case, starting with a letter or digit."""
+
+
 class JobPublic(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     job_id: str
     task_type: str
     status: Status
     input_data: Any
+    """Null once the job is deleted."""
     output: dict[str, Any] | None
     error: dict[str, str] | None
     cost: int
@@ -126,6 +138,47 @@ class JobPublic(BaseModel):
     """The catalog model it runs on (``options.model`` or the default); null for jobs before models."""
     created_at: datetime
     updated_at: datetime
+    title: str | None = None
+    tags: list[str] = []
+    deleted_at: datetime | None = None
+    """When its owner deleted its content (input, output, title, tags); the rest is kept."""
+    batch_id: str | None = None
+    """The batch it was submitted in, if any."""
+
+
+class JobUpdate(BaseModel):
+    """Body of ``PATCH /jobs/{job_id}``: what a person finds the job by. ``null`` clears the
+    title, ``[]`` the tags; a field left out is left as it is."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "minProperties": 1,
+            "examples": [{"title": "Q3 report summary", "tags": ["finance", "q3"]}],
+        },
+    )
+
+    title: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TITLE)] | None
+    ) = None
+    tags: Annotated[list[Tag], Field(max_length=MAX_TAGS)] | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> JobUpdate:
+        if not self.model_fields_set:
+            raise ValueError("set title or tags")
+        return self
+
+
+class JobFilter(BaseModel):
+    """The filters of ``GET /jobs``, besides its page (``limit``, ``cursor``)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    status: Status | None = None
+    task_type: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,64}$")] | None = None
+    tag: Annotated[str, StringConstraints(pattern=_TAG)] | None = None
+    """Jobs carrying this tag."""
 
 
 class JobAccepted(BaseModel):
@@ -158,6 +211,10 @@ def _jobs() -> firestore.CollectionReference:
     return client().collection("jobs")
 
 
+collection = _jobs
+"""The ``jobs`` collection, for the modules whose jobs live there too (batches)."""
+
+
 def _public(snapshot: Snapshot) -> JobPublic:
     return JobPublic(job_id=snapshot.id, **(snapshot.to_dict() or {}))
 
@@ -179,11 +236,15 @@ def _check_input(job: JobCreate, max_chars: int) -> None:
         )
 
 
-def _idempotency_ref(user_id: str, key: str) -> firestore.DocumentReference:
+def check_idempotency_key(key: str) -> None:
     if not _IDEMPOTENCY_KEY.fullmatch(key):
         raise InvalidRequest(
             "Idempotency-Key must be 1-255 printable ASCII characters", code="invalid_idempotency_key"
         )
+
+
+def _idempotency_ref(user_id: str, key: str) -> firestore.DocumentReference:
+    check_idempotency_key(key)
     digest = hashlib.sha256(key.encode()).hexdigest()
     return client().collection("idempotency").document(f"{user_id}-{digest}")
 
@@ -202,10 +263,8 @@ def submit(
     was charged, except ``OutcomeUnknown``, which says so. ``links`` are stored on the job
     (``{"conversation_id": ...}``): what it belongs to, read back when it is final.
     """
-    settings = get_settings()
-    choice = catalog.choose(job.task_type, job.options)  # 422 unknown_model, model_unavailable, ...
+    choice = priced(job)
     cost = choice.cost
-    _check_input(job, settings.max_input_chars)
     body = job.model_dump(mode="json")
     request_hash = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
     idem_ref = _idempotency_ref(user_id, idempotency_key) if idempotency_key is not None else None
@@ -250,23 +309,7 @@ def submit(
         # The submit limit is decided on the day-shard usage document this commit writes.
         counter = limits.submit_counter(user_id, shard, at)
         usage.stage_submitted(batch, user_id, job.task_type, cost, at, counter)
-        document = {
-            **body,
-            "user_id": user_id,
-            "cost": cost,
-            "status": "queued",
-            "output": None,
-            "error": None,
-            "attempts": 0,
-            "lease_id": None,
-            "lease_expires_at": None,
-            "created_at": at,
-            "updated_at": at,
-            "expires_at": at + timedelta(days=settings.job_retention_days),
-            "shard": shard,
-            **choice.recorded(),  # its model and route: the worker calls them whatever the catalog says later
-            **(links or {}),
-        }
+        document = new_job(user_id, body, choice, at, shard, links)
         batch.create(job_ref, batch.receipt(job_ref, document))
         return None  # charged: the answer is made once the task is on its way
 
@@ -287,6 +330,47 @@ def submit(
     # The balance the charge was decided on, less its cost: exact unless other movements of
     # the account raced it (re-reading it would cost a read per job).
     return JobAccepted(job_id=job_ref.id, status="queued", cost=cost, credits=max(0, balance - cost))
+
+
+def priced(job: JobCreate) -> catalog.Choice:
+    """What ``job`` is sold as (its model, route and cost), after every check of its request;
+    a refusal is a 4xx before anything is charged."""
+    choice = catalog.choose(job.task_type, job.options)  # 422 unknown_model, model_unavailable, ...
+    check_input(job)
+    return choice
+
+
+def check_input(job: JobCreate) -> None:
+    """413 or 422 for an input the task cannot take (its shape, blank, too long)."""
+    _check_input(job, get_settings().max_input_chars)
+
+
+def new_job(
+    user_id: str,
+    body: dict[str, Any],
+    choice: catalog.Choice,
+    at: datetime,
+    shard: int,
+    links: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The document of a job just charged (``body``: its request as JSON), queued."""
+    return {
+        **body,
+        "user_id": user_id,
+        "cost": choice.cost,
+        "status": "queued",
+        "output": None,
+        "error": None,
+        "attempts": 0,
+        "lease_id": None,
+        "lease_expires_at": None,
+        "created_at": at,
+        "updated_at": at,
+        "expires_at": at + timedelta(days=get_settings().job_retention_days),
+        "shard": shard,
+        **choice.recorded(),  # its model and route: the worker calls them whatever the catalog says later
+        **(links or {}),
+    }
 
 
 def _owned(user_id: str, job_id: str) -> Snapshot:
@@ -337,9 +421,19 @@ def get(user_id: str, job_id: str, wait: float = 0) -> JobPublic:
         watch.unsubscribe()
 
 
-def list_for(user_id: str, limit: int, cursor: str | None) -> tuple[list[JobPublic], str | None]:
+def list_for(
+    user_id: str, limit: int, cursor: str | None, filters: JobFilter | None = None
+) -> tuple[list[JobPublic], str | None]:
     """A page of the user's jobs, newest first; ``cursor`` is the last job id of the previous page."""
     query = _jobs().where(filter=firestore.FieldFilter("user_id", "==", user_id))
+    if filters is not None:
+        # Each combination has its composite index (firestore.indexes.json).
+        if filters.status is not None:
+            query = query.where(filter=firestore.FieldFilter("status", "==", filters.status))
+        if filters.task_type is not None:
+            query = query.where(filter=firestore.FieldFilter("task_type", "==", filters.task_type))
+        if filters.tag is not None:
+            query = query.where(filter=firestore.FieldFilter("tags", "array_contains", filters.tag))
     query = query.order_by("created_at", direction=firestore.Query.DESCENDING)
     query = query.order_by("__name__", direction=firestore.Query.DESCENDING)
     if cursor:
@@ -360,6 +454,51 @@ def cancel(user_id: str, job_id: str) -> JobPublic:
     if job is None:
         raise Conflict("only a queued job can be canceled", code="job_not_cancelable")
     return job
+
+
+def update(user_id: str, job_id: str, changes: JobUpdate) -> JobPublic:
+    """Set a job's title or tags (any status); a deleted job has no content to add to."""
+    ref = _jobs().document(job_id)
+    fields = changes.model_dump(include=changes.model_fields_set)
+    if "tags" in fields:
+        fields["tags"] = list(dict.fromkeys(fields["tags"] or []))  # null clears; a repeat counts once
+
+    def decide(batch: Batch) -> JobPublic:
+        snapshot = _owned(user_id, job_id)
+        job = snapshot.to_dict() or {}
+        if job.get("deleted_at") is not None:
+            raise Conflict("the job was deleted", code="job_deleted")
+        # Guarded like every job change: a worker finishing it meanwhile makes this round again.
+        batch.update(ref, batch.receipt(ref, fields), option=unchanged(snapshot))
+        return JobPublic(job_id=job_id, **{**job, **fields})
+
+    return commit_optimistically(decide)
+
+
+def delete(user_id: str, job_id: str) -> None:
+    """Wipe a finished job's content: its input, output, title and tags. What the books need
+    stays (status, cost, times, error, ledger entries). Deleting it again changes nothing."""
+    ref = _jobs().document(job_id)
+
+    def decide(batch: Batch) -> None:
+        snapshot = _owned(user_id, job_id)
+        job = snapshot.to_dict() or {}
+        if job.get("deleted_at") is not None:
+            return
+        if job.get("status") not in FINAL:
+            raise Conflict("only a completed, failed or canceled job can be deleted", code="job_not_finished")
+        at = now()
+        wiped: dict[str, Any] = {
+            "input_data": None,
+            "output": None,
+            "title": None,
+            "tags": [],
+            "deleted_at": at,
+            "updated_at": at,
+        }
+        batch.update(ref, batch.receipt(ref, wiped), option=unchanged(snapshot))
+
+    commit_optimistically(decide)
 
 
 def _error(code: str, message: str) -> dict[str, str]:
@@ -458,6 +597,10 @@ def _after_final(job: JobPublic) -> None:
     from shared import webhooks
 
     webhooks.after_job_final(job.job_id)
+    if job.batch_id is not None:
+        from shared import batches
+
+        batches.after_job_final(job.batch_id)
 
 
 @dataclass(frozen=True)
@@ -487,6 +630,12 @@ def _claim(job_id: str, lease_id: str) -> _Claim | str:
             raise Conflict("another delivery is running this job", code="job_in_progress")
         if status not in ("queued", "in_progress"):
             return str(status)
+        batch_id = (job.to_dict() or {}).get("batch_id")
+        if status == "queued" and batch_id is not None:
+            from shared import batches  # only a batch's jobs pay this read
+
+            if batches.canceled(batch_id):
+                return "batch_canceled"  # left queued: the batch's cancel refunds it with the others
         claim = {
             "status": "in_progress",
             "attempts": int(job.get("attempts")) + 1,

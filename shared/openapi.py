@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from shared import auth, catalog, conversations, jobs, reports, usage, webhooks
+from shared import auth, batches, catalog, conversations, jobs, reports, usage, webhooks
 from shared import credits as ledger
 from shared.web import ErrorPublic, HealthPublic, PageQuery
 
@@ -203,8 +203,8 @@ OPERATIONS: tuple[Operation, ...] = (
         tag="jobs",
         ok=200,
         answer=jobs.JobPage,
-        query=(PageQuery,),
-        failures=(_AUTH, _PAGE),
+        query=(PageQuery, jobs.JobFilter),
+        failures=(_AUTH, _PAGE, _f(422, "A filter is not a status, task type or tag.", "invalid_request")),
     ),
     Operation(
         method="get",
@@ -227,6 +227,44 @@ OPERATIONS: tuple[Operation, ...] = (
         ),
     ),
     Operation(
+        method="patch",
+        path="/jobs/{job_id}",
+        operation_id="updateJob",
+        summary="Set a job's title and tags",
+        tag="jobs",
+        ok=200,
+        answer=jobs.JobPublic,
+        body=jobs.JobUpdate,
+        path_params={"job_id": _ID},
+        failures=(
+            *_BODY,
+            _AUTH,
+            _f(404, "No such job of this account.", "job_not_found"),
+            _f(409, "The job was deleted.", "job_deleted"),
+            _f(422, "An invalid title or tag, or neither given.", "invalid_request"),
+        ),
+    ),
+    Operation(
+        method="delete",
+        path="/jobs/{job_id}",
+        operation_id="deleteJob",
+        summary="Delete a finished job's content, keeping its accounting",
+        description=(
+            "Wipes the input, output, title and tags of a completed, failed or canceled job; its "
+            "status, cost, times, error and ledger entries stay. It then reads back with "
+            "`deleted_at` set and no content. Deleting it again changes nothing."
+        ),
+        tag="jobs",
+        ok=204,
+        answer=None,
+        path_params={"job_id": _ID},
+        failures=(
+            _AUTH,
+            _f(404, "No such job of this account.", "job_not_found"),
+            _f(409, "The job is queued or running.", "job_not_finished"),
+        ),
+    ),
+    Operation(
         method="post",
         path="/jobs/{job_id}/cancel",
         operation_id="cancelJob",
@@ -240,6 +278,75 @@ OPERATIONS: tuple[Operation, ...] = (
             _f(404, "No such job of this account.", "job_not_found"),
             _f(409, "The job is running or already final.", "job_in_progress", "job_not_cancelable"),
         ),
+    ),
+    Operation(
+        method="post",
+        path="/batches",
+        operation_id="createBatch",
+        summary="Charge and queue up to 500 jobs at once, all or nothing",
+        description=(
+            "Every job is checked first: an invalid one is `422` naming its index (`jobs.3: ...`), a "
+            "balance that cannot pay them all is `402`; either way nothing is written. The charge is "
+            "one ledger entry for the whole batch. Send an `Idempotency-Key` so a retry after a lost "
+            "answer returns the same batch instead of charging again."
+        ),
+        tag="batches",
+        ok=202,
+        answer=batches.BatchAccepted,
+        body=batches.BatchCreate,
+        idempotency_key=True,
+        replay_header=True,
+        failures=(
+            *_BODY,
+            _AUTH,
+            _f(402, "The balance is less than the batch's cost.", "insufficient_credits"),
+            _f(409, "The `Idempotency-Key` was used with another request.", "idempotency_key_reused"),
+            _f(413, "The body or an input is too large.", "payload_too_large", "input_too_large"),
+            _f(
+                422,
+                "An invalid job (the message names its index), or too many.",
+                "unknown_task_type",
+                "invalid_option",
+                "unknown_model",
+                "model_unavailable",
+                "invalid_idempotency_key",
+                "invalid_request",
+            ),
+        ),
+    ),
+    Operation(
+        method="get",
+        path="/batches",
+        operation_id="listBatches",
+        summary="The account's batches, newest first",
+        tag="batches",
+        ok=200,
+        answer=batches.BatchPage,
+        query=(PageQuery,),
+        failures=(_AUTH, _PAGE),
+    ),
+    Operation(
+        method="get",
+        path="/batches/{batch_id}",
+        operation_id="getBatch",
+        summary="A batch: its jobs per status and a page of their ids",
+        tag="batches",
+        ok=200,
+        answer=batches.BatchPublic,
+        query=(PageQuery,),
+        path_params={"batch_id": _ID},
+        failures=(_AUTH, _PAGE, _f(404, "No such batch of this account.", "batch_not_found")),
+    ),
+    Operation(
+        method="post",
+        path="/batches/{batch_id}/cancel",
+        operation_id="cancelBatch",
+        summary="Cancel every job of a batch not yet started, refunding them in one move",
+        tag="batches",
+        ok=200,
+        answer=batches.BatchCanceled,
+        path_params={"batch_id": _ID},
+        failures=(_AUTH, _f(404, "No such batch of this account.", "batch_not_found")),
     ),
     Operation(
         method="get",

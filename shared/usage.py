@@ -104,6 +104,18 @@ def stage_submitted(
         batch.create(seen.reference, _fields(user_id, at, counts))
 
 
+def stage_batch_submitted(
+    batch: firestore.WriteBatch, user_id: str, costs: list[tuple[str, int]], at: datetime, shard: int
+) -> None:
+    """Count the jobs of a batch (``(task_type, cost)`` each) in one write. A batch is one
+    request: it takes no per-minute submit slots (its size is bounded instead)."""
+    counts: Counter[str] = Counter()
+    for task_type, cost in costs:
+        counts.update({"jobs_total": 1, f"jobs.{task_type}": 1, f"credits.{task_type}": cost})
+        counts.update({"charged": cost, "spent": cost})
+    _bump(batch, user_id, at, shard, dict(counts))
+
+
 def stage_submitted_unguarded(
     batch: firestore.WriteBatch, user_id: str, task_type: str, cost: int, at: datetime, shard: int
 ) -> None:
@@ -119,9 +131,11 @@ def stage_refunded(
     cost: int,
     created_at: datetime,
     shard: int,
+    jobs: int = 1,
 ) -> None:
-    """Count a failed or canceled job, refunded ``cost``, on the day it was submitted."""
-    counts = {f"{status}.{task_type}": 1, f"credits.{task_type}": -cost}
+    """Count a failed or canceled job, refunded ``cost``, on the day it was submitted; with
+    ``jobs``, that many of them together (``cost`` is then their sum)."""
+    counts = {f"{status}.{task_type}": jobs, f"credits.{task_type}": -cost}
     _bump(batch, user_id, created_at, shard, counts | {"refunded": cost, "spent": -cost})
 
 

@@ -43,7 +43,7 @@ def test_preflight_from_localhost_is_answered_before_authentication(api: Api) ->
 def test_preflight_names_the_paths_own_methods(api: Api) -> None:
     response = preflight(api.base_url, "/jobs/some-id", "http://127.0.0.1:5173", "GET")
     assert response.status_code == 204
-    assert response.headers["Access-Control-Allow-Methods"] == "GET"
+    assert response.headers["Access-Control-Allow-Methods"] == "GET, PATCH, DELETE"
     cancel = preflight(api.base_url, "/jobs/some-id/cancel", "http://127.0.0.1:5173", "POST")
     assert cancel.headers["Access-Control-Allow-Methods"] == "POST"
 

@@ -299,7 +299,9 @@ def test_dry_run_queue_scheduler_and_firestore(script: str) -> None:
     index_file = json.loads((ROOT / "firestore.indexes.json").read_text())
     for index in index_file["indexes"]:
         configs = " ".join(
-            f"--field-config=field-path={f['fieldPath']},order={f['order'].lower()}" for f in index["fields"]
+            f"--field-config=field-path={f['fieldPath']},"
+            + (f"order={f['order'].lower()}" if "order" in f else f"array-config={f['arrayConfig'].lower()}")
+            for f in index["fields"]
         )
         scope = "collection-group" if index["queryScope"] == "COLLECTION_GROUP" else "collection"
         expected = (

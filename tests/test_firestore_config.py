@@ -24,6 +24,7 @@ import contextlib
 import json
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -652,6 +653,16 @@ def exercise_every_query(api: Api, capture: Capture) -> None:
         _, cursor = jobs.list_for(user["id"], 1, None)
         assert cursor is not None
         jobs.list_for(user["id"], 1, cursor)
+        for filters in (
+            {"status": "queued"},
+            {"task_type": "summarize"},
+            {"tag": "t"},
+            {"status": "queued", "task_type": "summarize"},
+            {"status": "queued", "tag": "t"},
+            {"task_type": "summarize", "tag": "t"},
+            {"status": "queued", "task_type": "summarize", "tag": "t"},
+        ):
+            jobs.list_for(user["id"], 1, None, jobs.JobFilter.model_validate(filters))
         jobs.get(user["id"], submitted[0])
         jobs.sweep(lambda *_: None)
         _, cursor = credits.history(user["id"], 1, None)
@@ -669,13 +680,16 @@ def exercise_every_query(api: Api, capture: Capture) -> None:
         auth.get_user_by_username(user["username"])
         auth.get_user(other["id"])
         catalog.task_types()
-        from shared import webhooks
+        from shared import batches
 
-        create = webhooks.WebhookCreate(url="http://127.0.0.1:9/hook", events=["job.completed"])
-        hook, _ = webhooks.create(user["id"], create), webhooks.create(user["id"], create)
-        webhooks.list_for(user["id"], 1, webhooks.list_for(user["id"], 1, None).next_cursor)
-        webhooks.deliveries(user["id"], hook.id, 1, None)
-        webhooks.sweep(lambda *_: None)
+        found = batches.list_for(user["id"], 1, None)
+        batches.list_for(user["id"], 1, found.next_cursor)
+        batches._counts("no-such-batch")
+        batches._unfinished("no-such-batch")
+        pending = uuid.uuid4().hex  # a canceled batch whose jobs are all gone: settle still queries
+        client().collection("batches").document(pending).set({"user_id": user["id"], "cancel_pending": True})
+        batches.settle(pending)
+        batches.sweep()
         for _ in range(2):
             conversations.create(user["id"], conversations.ConversationCreate())
         _, cursor = conversations.list_for(user["id"], 1, None)
@@ -686,6 +700,13 @@ def exercise_every_query(api: Api, capture: Capture) -> None:
             message = conversations.MessageCreate(content=content)
             conversations.post(user["id"], talk, message, None, queue.enqueue)
         conversations.get(user["id"], talk)
+        from shared import webhooks
+
+        create = webhooks.WebhookCreate(url="http://127.0.0.1:9/hook", events=["job.completed"])
+        hook, _ = webhooks.create(user["id"], create), webhooks.create(user["id"], create)
+        webhooks.list_for(user["id"], 1, webhooks.list_for(user["id"], 1, None).next_cursor)
+        webhooks.deliveries(user["id"], hook.id, 1, None)
+        webhooks.sweep(lambda *_: None)
 
 
 def test_every_query_has_its_index_declared(api: Api, capture: Capture) -> None:

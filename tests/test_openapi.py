@@ -100,7 +100,7 @@ def test_a_405_names_what_the_path_takes(api: Api) -> None:
     token, _ = api.signup()
     cases = {
         ("DELETE", "/jobs"): "GET",
-        ("POST", "/jobs/abc"): "GET",
+        ("POST", "/jobs/abc"): "GET, PATCH, DELETE",
         ("GET", "/jobs/abc/cancel"): "POST",
         ("PUT", "/me"): "GET",
         ("GET", "/submit_job"): "POST",

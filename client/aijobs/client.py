@@ -236,9 +236,29 @@ class Client:
             if deadline is not None and (left == 0 or time.monotonic() >= deadline):
                 raise WaitTimeout(job, cast(float, timeout))
 
-    def list_jobs(self, limit: int | None = None, cursor: str | None = None) -> JobPage:
-        """One page of the user's jobs, newest first (``next_cursor`` for the next)."""
-        return cast(JobPage, self._call("GET", "/jobs", params=_page(limit, cursor)))
+    def list_jobs(
+        self,
+        limit: int | None = None,
+        cursor: str | None = None,
+        *,
+        status: str | None = None,
+        task_type: str | None = None,
+        tag: str | None = None,
+    ) -> JobPage:
+        """One page of the user's jobs, newest first (``next_cursor`` for the next), optionally
+        only those with that status, task type and tag."""
+        filters = {"status": status, "task_type": task_type, "tag": tag}
+        params = _page(limit, cursor) | {k: v for k, v in filters.items() if v is not None}
+        return cast(JobPage, self._call("GET", "/jobs", params=params))
+
+    def update_job(self, job_id: str, **changes: Any) -> Job:
+        """Set ``title`` and/or ``tags`` (``None`` clears); ``JobDeleted`` for a deleted job."""
+        path = f"/jobs/{_segment(job_id)}"
+        return cast(Job, self._call("PATCH", path, json=changes, idempotent=True))
+
+    def delete_job(self, job_id: str) -> None:
+        """Wipe a finished job's content (its accounting stays); ``JobNotFinished`` before."""
+        self._call("DELETE", f"/jobs/{_segment(job_id)}", idempotent=True)
 
     def iter_jobs(self, page_size: int | None = None) -> Iterator[Job]:
         """Every job of the user, newest first, fetching page after page."""
@@ -253,6 +273,28 @@ class Client:
     def cancel_job(self, job_id: str) -> Job:
         """Cancel a queued job (its cost is refunded); ``JobNotCancelable`` once it runs."""
         return cast(Job, self._call("POST", f"/jobs/{_segment(job_id)}/cancel", idempotent=False))
+
+    # -- batches -------------------------------------------------------------------------
+
+    def create_batch(
+        self, jobs: list[Mapping[str, Any]], *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """Submit up to 500 jobs (``{"task_type", "input_data", "options"}`` each), charged as
+        one, all or nothing; the same ``Idempotency-Key`` on every retry, as ``submit``."""
+        key = idempotency_key or str(uuid.uuid4())
+        body = {"jobs": [dict(job) for job in jobs]}
+        answer = self._call("POST", "/batches", json=body, headers={"Idempotency-Key": key}, idempotent=True)
+        return cast(dict[str, Any], answer)
+
+    def get_batch(self, batch_id: str, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
+        """A batch's counts per status and a page of its job ids."""
+        path = f"/batches/{_segment(batch_id)}"
+        return cast(dict[str, Any], self._call("GET", path, params=_page(limit, cursor)))
+
+    def cancel_batch(self, batch_id: str) -> dict[str, Any]:
+        """Cancel the batch's jobs not yet started; they are refunded together."""
+        path = f"/batches/{_segment(batch_id)}/cancel"
+        return cast(dict[str, Any], self._call("POST", path, idempotent=True))
 
     # -- conversations -------------------------------------------------------------------
 

@@ -13,11 +13,11 @@ The tree::
     ├── InsufficientCredits (402)
     ├── Forbidden (403)               AdminOnly, OriginNotAllowed
     ├── NotFound (404)                JobNotFound, UserNotFound, ReportNotFound, RouteNotFound,
-    │                                 ConversationNotFound, WebhookNotFound
+    │                                 ConversationNotFound, WebhookNotFound, BatchNotFound
     ├── MethodNotAllowed (405)
     ├── Conflict (409)                UsernameTaken, IdempotencyKeyReused, JobNotCancelable,
-    │                                 JobInProgress, GrantIdReused, BalanceTooLow,
-    │                                 ConversationBusy
+    │                                 JobInProgress, JobNotFinished, JobDeleted, GrantIdReused,
+    │                                 BalanceTooLow, ConversationBusy
     ├── PayloadTooLarge (413)         InputTooLarge
     ├── UnsupportedMediaType (415)
     ├── InvalidRequest (422)          InvalidLimit, InvalidCursor, InvalidWait, InvalidOption,
@@ -49,6 +49,7 @@ __all__ = [
     "AijobsError",
     "BadRequest",
     "BalanceTooLow",
+    "BatchNotFound",
     "CatalogInvalid",
     "Conflict",
     "ConversationBusy",
@@ -72,8 +73,10 @@ __all__ = [
     "InvalidWait",
     "InvalidWebhookEvents",
     "InvalidWebhookUrl",
+    "JobDeleted",
     "JobInProgress",
     "JobNotCancelable",
+    "JobNotFinished",
     "JobNotFound",
     "MalformedJson",
     "MethodNotAllowed",
@@ -269,6 +272,10 @@ class WebhookNotFound(NotFound):
     error_code = "webhook_not_found"
 
 
+class BatchNotFound(NotFound):
+    error_code = "batch_not_found"
+
+
 class ConversationNotFound(NotFound):
     error_code = "conversation_not_found"
 
@@ -299,6 +306,14 @@ class JobNotCancelable(Conflict):
 
 class JobInProgress(Conflict):
     error_code = "job_in_progress"
+
+
+class JobNotFinished(Conflict):
+    error_code = "job_not_finished"
+
+
+class JobDeleted(Conflict):
+    error_code = "job_deleted"
 
 
 class GrantIdReused(Conflict):

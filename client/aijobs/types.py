@@ -91,6 +91,10 @@ class Job(TypedDict):
     """The catalog model it runs on; None for jobs from before models."""
     created_at: str
     updated_at: str
+    title: NotRequired[str | None]
+    tags: NotRequired[list[str]]
+    deleted_at: NotRequired[str | None]
+    """Set once its owner deleted its content (input, output, title, tags)."""
 
 
 class JobPage(TypedDict):

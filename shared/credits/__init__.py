@@ -45,6 +45,8 @@ __all__ = [
     "balance",
     "grant",
     "history",
+    "stage_batch_charge",
+    "stage_batch_refund",
     "stage_charge",
     "stage_open_account",
     "stage_refund",
@@ -79,6 +81,33 @@ def stage_charge(
     charge = ledger.entry("charge", -amount, job_id, at)
     batch.create(ledger.entries(user_id).document(f"charge-{job_id}"), charge)
     return taken.shard
+
+
+def stage_batch_charge(
+    batch: firestore.WriteBatch, user_id: str, amount: int, batch_id: str, at: datetime, spread: int
+) -> int:
+    """Stage a batch's charge, all its jobs in one ledger entry (``batch-{batch_id}``); the
+    wallet writes are bounded by its shards, not by the batch's size. Returns the first shard
+    taken from (its jobs are refunded there). ``InsufficientCredits`` if the wallet cannot pay."""
+    taken = wallet.stage_take(batch, user_id, amount, spread)
+    if taken.shard is None:
+        short = amount - (taken.short or 0)
+        raise InsufficientCredits(f"this batch costs {amount} credits; {short} more than the balance")
+    charge = ledger.entry("charge", -amount, None, at) | {"batch_id": batch_id}
+    batch.create(ledger.entries(user_id).document(f"batch-{batch_id}"), charge)
+    return taken.shard
+
+
+def stage_batch_refund(
+    batch: firestore.WriteBatch, user_id: str, refunds: dict[str, int], at: datetime, shard: int
+) -> None:
+    """Stage the refunds of several jobs (``{job_id: cost}``) with one wallet write; each keeps
+    its own ledger entry (``refund-{job_id}``), so no job can be refunded twice."""
+    wallet.stage_add(batch, user_id, sum(refunds.values()), shard)
+    for job_id, amount in refunds.items():
+        batch.create(
+            ledger.entries(user_id).document(f"refund-{job_id}"), ledger.entry("refund", amount, job_id, at)
+        )
 
 
 def stage_refund(
