@@ -124,11 +124,31 @@ def issue_token(user_id: str) -> Token:
     return Token(access_token=token, expires_in=settings.jwt_ttl_seconds)
 
 
-def verify_token(authorization: str | None) -> str:
-    """The user id in a valid ``Authorization: Bearer`` header, else ``Unauthenticated``."""
+API_KEY_PREFIX = "aij_"
+"""What every API key starts with (``aij_live_...``), so it is told from a token at a glance."""
+
+
+def verify_token(authorization: str | None, *, api_keys: bool = True) -> str:
+    """The user id in a valid ``Authorization: Bearer`` header, else ``Unauthenticated``.
+
+    The bearer is one of three kinds, told apart by its shape: an API key (``aij_...``;
+    refused where ``api_keys`` is false: managing keys and passwords), a Firebase
+    Authentication ID token (a JWT signed by Google, RS256), or this service's own access
+    token (HS256). Each kind's module is imported only when such a bearer arrives."""
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("send Authorization: Bearer <access_token>")
+    token = token.strip()
+    if token.startswith(API_KEY_PREFIX):
+        if not api_keys:
+            raise Forbidden("an API key cannot do this: sign in with a password", code="api_key_not_allowed")
+        from shared import api_keys as keys
+
+        return keys.verify(token)
+    if _foreign_jwt(token):
+        from shared import firebase_identity
+
+        return firebase_identity.verify(token)
     secret = get_settings().jwt_secret
     assert secret is not None
     try:
@@ -146,6 +166,15 @@ def verify_token(authorization: str | None) -> str:
     if not isinstance(subject, str) or not subject:
         raise Unauthenticated("the access token is invalid", code="invalid_token")
     return subject
+
+
+def _foreign_jwt(token: str) -> bool:
+    """Whether ``token`` is a JWT not signed the way this service signs its own."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.InvalidTokenError:
+        return False  # not a JWT at all: ours refuses it below, with the usual answer
+    return header.get("alg") != _ALGORITHM
 
 
 def signup(credentials: UserCredentials) -> tuple[UserPublic, Token]:

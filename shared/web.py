@@ -376,11 +376,12 @@ def page(request: flask.Request) -> tuple[int, str | None]:
     return int(raw_limit), cursor
 
 
-def bearer_user(request: flask.Request) -> str:
-    """The user id of the request's access token."""
+def bearer_user(request: flask.Request, *, api_keys: bool = True) -> str:
+    """The user id of the request's bearer (see ``shared.auth.verify_token``); with
+    ``api_keys=False`` an API key is refused (``403 api_key_not_allowed``)."""
     # Imported here: the worker and health use this module but never authenticate users.
     from shared.auth import verify_token
 
-    user_id = verify_token(request.headers.get("Authorization"))
+    user_id = verify_token(request.headers.get("Authorization"), api_keys=api_keys)
     logs.bind(user_id=user_id)
     return user_id

@@ -9,9 +9,9 @@ The tree::
 
     AijobsError                       status, code, message, body, headers
     ├── BadRequest (400)              MalformedJson, InvalidUnicode
-    ├── Unauthenticated (401)         InvalidCredentials, InvalidToken, TokenExpired
+    ├── Unauthenticated (401)         InvalidCredentials, InvalidToken, TokenExpired, InvalidApiKey
     ├── InsufficientCredits (402)
-    ├── Forbidden (403)               AdminOnly, OriginNotAllowed
+    ├── Forbidden (403)               AdminOnly, OriginNotAllowed, ApiKeyNotAllowed
     ├── NotFound (404)                JobNotFound, UserNotFound, ReportNotFound, RouteNotFound,
     │                                 ConversationNotFound, WebhookNotFound, BatchNotFound
     ├── MethodNotAllowed (405)
@@ -47,6 +47,7 @@ from typing import Any, ClassVar
 __all__ = [
     "AdminOnly",
     "AijobsError",
+    "ApiKeyNotAllowed",
     "BadRequest",
     "BalanceTooLow",
     "BatchNotFound",
@@ -61,6 +62,7 @@ __all__ = [
     "IdempotencyKeyReused",
     "InputTooLarge",
     "InsufficientCredits",
+    "InvalidApiKey",
     "InvalidCredentials",
     "InvalidCursor",
     "InvalidIdempotencyKey",
@@ -229,6 +231,10 @@ class TokenExpired(Unauthenticated):
     error_code = "token_expired"
 
 
+class InvalidApiKey(Unauthenticated):
+    error_code = "invalid_api_key"
+
+
 # 402
 class InsufficientCredits(AijobsError):
     error_code, http_status = "insufficient_credits", 402
@@ -241,6 +247,10 @@ class Forbidden(AijobsError):
 
 class AdminOnly(Forbidden):
     error_code = "admin_only"
+
+
+class ApiKeyNotAllowed(Forbidden):
+    error_code = "api_key_not_allowed"
 
 
 class OriginNotAllowed(Forbidden):
