@@ -64,7 +64,15 @@ AI_TIMEOUT_SECONDS = 60
 JOB_MAX_ATTEMPTS = 3
 """AI attempts per job; the queue's ``max_attempts`` must leave room above it."""
 TTL_FIELD = "expires_at"
-TTL_COLLECTION_GROUPS = ("jobs", "idempotency", "login_attempts", "rate_windows", "webhook_deliveries")
+TTL_COLLECTION_GROUPS = (
+    "jobs",
+    "idempotency",
+    "login_attempts",
+    "rate_windows",
+    "webhook_deliveries",
+    "refresh_tokens",
+    "refresh_families",
+)
 """Collection groups whose documents carry ``expires_at`` and are deleted by Firestore TTL."""
 APIS = (
     "cloudfunctions.googleapis.com",
@@ -131,6 +139,9 @@ _PASSWORD_HASHING = FunctionSpec(
 FUNCTIONS: dict[str, FunctionSpec] = {
     "signup": _PASSWORD_HASHING,
     "login": _PASSWORD_HASHING,
+    # Refresh and logout: a few reads and one commit, no password hash: sized like the user API.
+    "refresh": _USER_API,
+    "logout": _USER_API,
     "me": _USER_API,
     "credits": _USER_API,
     "submit_job": _USER_API,
@@ -151,6 +162,8 @@ FUNCTIONS: dict[str, FunctionSpec] = {
     ),
     # The user's webhook endpoints: like the other user-facing reads and writes.
     "webhooks": _USER_API,
+    # The user's API keys (password sessions only): like the other user-facing reads and writes.
+    "api_keys": _USER_API,
     # One POST per call, bounded by WEBHOOK_TIMEOUT_SECONDS (5 s): I/O bound, so many at once.
     "deliver_webhook": FunctionSpec(
         memory="256MiB", timeout_seconds=60, concurrency=20, cpu="1", max_instances=10, caller="tasks"

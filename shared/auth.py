@@ -23,7 +23,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from shared import credits, limits, usernames
+from shared import credits, limits, sessions, usernames
 from shared.db import Batch, Snapshot, client, commit_optimistically, now, unchanged
 from shared.errors import Conflict, Forbidden, InvalidRequest, Unauthenticated
 from shared.settings import get_settings
@@ -74,13 +74,20 @@ class Token(BaseModel):
     """Seconds until the token expires."""
 
 
+class Session(Token):
+    """Answer to ``login`` and ``refresh``: an access token and the refresh token that renews it."""
+
+    refresh_token: str
+    """Opaque; exchange it at ``POST /refresh`` for the next pair (it is then retired)."""
+
+
 class AccountSummary(BaseModel):
     id: str
     username: str
     credits: int
 
 
-class SignupPublic(Token):
+class SignupPublic(Session):
     """Answer to ``signup``: the new account's token and the account with its signup credits."""
 
     user: AccountSummary
@@ -177,7 +184,7 @@ def _foreign_jwt(token: str) -> bool:
     return header.get("alg") != _ALGORITHM
 
 
-def signup(credentials: UserCredentials) -> tuple[UserPublic, Token]:
+def signup(credentials: UserCredentials) -> tuple[UserPublic, Session]:
     """Create an account with the signup grant; ``Conflict`` if the username is taken."""
     settings = get_settings()
     user_id = uuid.uuid4().hex
@@ -190,20 +197,26 @@ def signup(credentials: UserCredentials) -> tuple[UserPublic, Token]:
     }
     name_ref = client().collection("usernames").document(credentials.username)
 
-    def decide(batch: Batch) -> None:
+    def decide(batch: Batch) -> str:
         if name_ref.get().exists:
             raise Conflict("this username is taken", code="username_taken")
         batch.create(name_ref, batch.receipt(name_ref, {"user_id": user_id}))
         credits.stage_open_account(batch, user_id, profile, settings.signup_credits, created)
+        return sessions.stage_start(batch, user_id, created)  # the sign-in lands with the account
 
-    commit_optimistically(decide)
+    refresh_token = commit_optimistically(decide)
     user = UserPublic(
         id=user_id, username=credentials.username, credits=settings.signup_credits, created_at=created
     )
-    return user, issue_token(user_id)
+    return user, session(user_id, refresh_token)
 
 
-def login(credentials: UserCredentials) -> Token:
+def session(user_id: str, refresh_token: str) -> Session:
+    """A fresh access token with ``refresh_token`` beside it."""
+    return Session(**issue_token(user_id).model_dump(), refresh_token=refresh_token)
+
+
+def login(credentials: UserCredentials) -> Session:
     """A token for the right password; the same ``Unauthenticated`` for any other case.
 
     Each attempt first takes one of the username's password checks (429 when none is left,
@@ -223,7 +236,7 @@ def login(credentials: UserCredentials) -> Token:
     except (VerificationError, InvalidHashError):
         raise Unauthenticated("wrong username or password", code="invalid_credentials") from None
     limits.login_succeeded(slot)
-    return issue_token(user.id)
+    return session(user.id, sessions.start(user.id))
 
 
 def get_user(user_id: str) -> UserPublic:

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from shared import auth, batches, catalog, conversations, jobs, reports, usage, webhooks
+from shared import api_keys, auth, batches, catalog, conversations, jobs, reports, sessions, usage, webhooks
 from shared import credits as ledger
 from shared.web import ErrorPublic, HealthPublic, PageQuery
 
@@ -84,8 +84,16 @@ def _f(status: int, why: str, *codes: str) -> Failure:
     return Failure(status=status, codes=codes, why=why)
 
 
-_AUTH = _f(401, "No, an invalid or an expired token.", "unauthenticated", "invalid_token", "token_expired")
+_AUTH = _f(
+    401,
+    "No, an invalid or an expired token, or a revoked API key.",
+    "unauthenticated",
+    "invalid_token",
+    "token_expired",
+    "invalid_api_key",
+)
 _ADMIN = _f(403, "The account is not an admin.", "admin_only")
+_KEY_REFUSED = _f(403, "The bearer is an API key: this needs a password session.", "api_key_not_allowed")
 _MALFORMED = _f(400, "The body is not JSON this API reads.", "malformed_json", "invalid_unicode")
 _MEDIA = _f(415, "The body is not `application/json`.", "unsupported_media_type")
 _PAGE = _f(422, "`limit` or `cursor` is invalid.", "invalid_limit", "invalid_cursor")
@@ -118,7 +126,7 @@ OPERATIONS: tuple[Operation, ...] = (
         summary="Exchange a username and password for an access token",
         tag="account",
         ok=200,
-        answer=auth.Token,
+        answer=auth.Session,
         body=auth.UserCredentials,
         authenticated=False,
         failures=(
@@ -127,6 +135,46 @@ OPERATIONS: tuple[Operation, ...] = (
             _f(422, "The body is not a username and password.", "invalid_request"),
             _f(429, "Too many failed logins for this username.", "too_many_login_attempts"),
         ),
+    ),
+    Operation(
+        method="post",
+        path="/refresh",
+        operation_id="refresh",
+        summary="Exchange a refresh token for a new access token and the next refresh token",
+        description=(
+            "The refresh token sent is retired. Sending a retired one again is reuse: `401 "
+            "refresh_token_reused`, and every token of that sign-in is revoked. Two refreshes "
+            "with one token at once: one wins, the other is reuse."
+        ),
+        tag="account",
+        ok=200,
+        answer=auth.Session,
+        body=sessions.RefreshRequest,
+        authenticated=False,
+        failures=(
+            *_BODY,
+            _f(
+                401,
+                "Unknown, revoked, expired or already used refresh token.",
+                "invalid_refresh_token",
+                "refresh_token_expired",
+                "refresh_token_reused",
+            ),
+            _f(422, "The body is not a refresh token.", "invalid_request"),
+        ),
+    ),
+    Operation(
+        method="post",
+        path="/logout",
+        operation_id="logout",
+        summary="Revoke a sign-in: its refresh token and every one rotated from it",
+        description="Idempotent: an unknown, expired or already revoked token is `204` too.",
+        tag="account",
+        ok=204,
+        answer=None,
+        body=sessions.RefreshRequest,
+        authenticated=False,
+        failures=(*_BODY, _f(422, "The body is not a refresh token.", "invalid_request")),
     ),
     Operation(
         method="get",
@@ -651,6 +699,53 @@ OPERATIONS: tuple[Operation, ...] = (
         query=(PageQuery,),
         path_params={"webhook_id": _ID},
         failures=(_AUTH, _PAGE, _f(404, "No such webhook of this account.", "webhook_not_found")),
+    ),
+    Operation(
+        method="post",
+        path="/api_keys",
+        operation_id="createApiKey",
+        summary="Create an API key; the key is shown this once",
+        description=(
+            "Send the key as `Authorization: Bearer aij_live_...` to any user operation. "
+            "Managing keys needs a password session: a key is refused here (`403`)."
+        ),
+        tag="api keys",
+        ok=201,
+        answer=api_keys.ApiKeySecret,
+        body=api_keys.ApiKeyCreate,
+        failures=(
+            *_BODY,
+            _AUTH,
+            _KEY_REFUSED,
+            _f(
+                422,
+                "The name is invalid, or the account has its most keys.",
+                "too_many_api_keys",
+                "invalid_request",
+            ),
+        ),
+    ),
+    Operation(
+        method="get",
+        path="/api_keys",
+        operation_id="listApiKeys",
+        summary="The account's API keys, newest first (never the keys themselves)",
+        tag="api keys",
+        ok=200,
+        answer=api_keys.ApiKeyPage,
+        query=(PageQuery,),
+        failures=(_AUTH, _KEY_REFUSED, _PAGE),
+    ),
+    Operation(
+        method="delete",
+        path="/api_keys/{api_key_id}",
+        operation_id="deleteApiKey",
+        summary="Revoke an API key at once",
+        tag="api keys",
+        ok=204,
+        answer=None,
+        path_params={"api_key_id": _ID},
+        failures=(_AUTH, _KEY_REFUSED, _f(404, "No such API key of this account.", "api_key_not_found")),
     ),
 )
 

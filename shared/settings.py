@@ -133,6 +133,15 @@ class Settings(BaseSettings):
     jwt_ttl_seconds: int = Field(1800, gt=0)
     """Access token lifetime."""
 
+    refresh_ttl_seconds: int = Field(2_592_000, gt=0)
+    """Refresh token lifetime (30 days); each refresh issues a new one with the full lifetime."""
+
+    api_key_max_per_user: int = Field(10, ge=1, le=100)
+    """Live API keys one user may hold."""
+
+    api_key_touch_seconds: int = Field(60, ge=1)
+    """An API key's last_used_at is written at most once per this many seconds."""
+
     signup_credits: int = Field(10, ge=0)
     """Credits granted to a new account."""
 

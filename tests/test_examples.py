@@ -130,5 +130,5 @@ def test_api_http_sends_the_right_credentials() -> None:
             assert "X-Aijobs-Worker-Secret: {{worker_secret}}" in headers, line
         elif function == "admin":
             assert "Authorization: Bearer {{admin_token}}" in headers, line
-        elif function not in {"signup", "login", "health", "docs", "catalog"}:
+        elif function not in {"signup", "login", "refresh", "logout", "health", "docs", "catalog"}:
             assert "Authorization: Bearer {{token}}" in headers, line

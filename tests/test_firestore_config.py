@@ -66,6 +66,11 @@ DOCUMENTS: list[tuple[str, str, dict[str, Any]]] = [
     ("conversations", "conv-1", {"user_id": OWNER_UID, "title": "t", "next_seq": 2}),
     ("conversations/conv-1/messages", "1", {"content": "hi", "status": "pending"}),
     ("conversation_owners", OWNER_UID, {"count": 1}),
+    ("api_keys", "0" * 64, {"user_id": OWNER_UID, "key_id": "key-1"}),
+    (f"users/{OWNER_UID}/api_keys", "key-1", {"name": "n", "prefix": "aij_live_abcd"}),
+    ("api_key_owners", OWNER_UID, {"count": 1}),
+    ("refresh_tokens", "1" * 64, {"user_id": OWNER_UID, "family_id": "family-1"}),
+    ("refresh_families", "family-1", {"user_id": OWNER_UID, "current": "1" * 64}),
     ("made_up_collection", "doc-1", {"user_id": OWNER_UID}),
 ]
 
@@ -707,6 +712,11 @@ def exercise_every_query(api: Api, capture: Capture) -> None:
         webhooks.list_for(user["id"], 1, webhooks.list_for(user["id"], 1, None).next_cursor)
         webhooks.deliveries(user["id"], hook.id, 1, None)
         webhooks.sweep(lambda *_: None)
+        from shared import api_keys
+
+        for name in ("one", "two"):
+            api_keys.create(user["id"], api_keys.ApiKeyCreate(name=name))
+        api_keys.list_for(user["id"], 1, api_keys.list_for(user["id"], 1, None).next_cursor)
 
 
 def test_every_query_has_its_index_declared(api: Api, capture: Capture) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -21,11 +22,14 @@ from .errors import (
     OutcomeUnknown,
     RetryableError,
     ServerError,
+    TokenExpired,
     WaitTimeout,
     error_for,
 )
 from .types import (
     FINAL_STATUSES,
+    ApiKeyPage,
+    ApiKeySecret,
     Catalog,
     Conversation,
     ConversationDetail,
@@ -109,6 +113,7 @@ class Client:
         base_url: str = DEFAULT_BASE_URL,
         *,
         token: str | None = None,
+        refresh_token: str | None = None,
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         http: httpx.Client | None = None,
@@ -119,6 +124,10 @@ class Client:
             raise ValueError("pass http or transport, not both")
         self.base_url = base_url.rstrip("/")
         self.token = token
+        self.refresh_token = refresh_token
+        """Held after signup, login or refresh: an expired access token is then renewed once, by
+        itself (``Client.refresh``), and the call repeated."""
+        self._refreshing = threading.Lock()  # one refresh at a time: a second would be reuse
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
@@ -146,15 +155,52 @@ class Client:
         """Create an account (10 credits); the client keeps its access token."""
         body = {"username": username, "password": password}
         answer = cast(Signup, self._call("POST", "/signup", json=body, auth=False, idempotent=False))
-        self.token = answer["access_token"]
+        self.token, self.refresh_token = answer["access_token"], answer["refresh_token"]
         return answer
 
     def login(self, username: str, password: str) -> Token:
         """Log in; the client keeps the new access token (valid 30 minutes)."""
         body = {"username": username, "password": password}
         answer = cast(Token, self._call("POST", "/login", json=body, auth=False, idempotent=True))
-        self.token = answer["access_token"]
+        self.token, self.refresh_token = answer["access_token"], answer["refresh_token"]
         return answer
+
+    def refresh(self, refresh_token: str | None = None) -> Token:
+        """A new access token and the next refresh token (kept); the one sent is retired.
+
+        Never retried: a repeat of a refresh that landed would be reuse and revoke the sign-in."""
+        sent = refresh_token or self.refresh_token
+        if sent is None:
+            raise ValueError("no refresh token: sign up or log in first")
+        body = {"refresh_token": sent}
+        answer = cast(
+            Token, self._call("POST", "/refresh", json=body, auth=False, idempotent=False, retry=False)
+        )
+        self.token, self.refresh_token = answer["access_token"], answer["refresh_token"]
+        return answer
+
+    def logout(self, refresh_token: str | None = None) -> None:
+        """Revoke the sign-in of ``refresh_token`` (default: the one held) and forget the tokens."""
+        sent = refresh_token or self.refresh_token
+        if sent is None:
+            return
+        self._call("POST", "/logout", json={"refresh_token": sent}, auth=False, idempotent=True)
+        if sent == self.refresh_token:
+            self.token = self.refresh_token = None
+
+    # -- API keys (a password session only: a client holding a key gets ApiKeyNotAllowed) --
+
+    def create_api_key(self, name: str) -> ApiKeySecret:
+        """A new API key; its ``key`` is in this answer only."""
+        body = {"name": name}
+        return cast(ApiKeySecret, self._call("POST", "/api_keys", json=body, idempotent=False))
+
+    def list_api_keys(self, limit: int | None = None, cursor: str | None = None) -> ApiKeyPage:
+        return cast(ApiKeyPage, self._call("GET", "/api_keys", params=_page(limit, cursor)))
+
+    def delete_api_key(self, key_id: str) -> None:
+        """Revoke a key at once."""
+        self._call("DELETE", f"/api_keys/{_segment(key_id)}", idempotent=True)
 
     def me(self) -> Me:
         return cast(Me, self._call("GET", "/me"))
@@ -367,7 +413,31 @@ class Client:
         retry: bool = True,
         timeout: float | None = None,
     ) -> Any:
-        """One API call with its retries; ``idempotent`` defaults to true for GET."""
+        """One API call with its retries; ``idempotent`` defaults to true for GET. An expired
+        access token is renewed once with the refresh token held, and the call sent again."""
+        used = self.token
+        try:
+            return self._send(method, path, json, params, headers, auth, idempotent, retry, timeout)
+        except TokenExpired:
+            if not (auth and self.refresh_token):
+                raise
+            with self._refreshing:
+                if self.token == used:  # not renewed meanwhile by another thread
+                    self.refresh()
+            return self._send(method, path, json, params, headers, auth, idempotent, retry, timeout)
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        json: Any,
+        params: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+        auth: bool,
+        idempotent: bool | None,
+        retry: bool,
+        timeout: float | None,
+    ) -> Any:
         safe = method == "GET" if idempotent is None else idempotent
         sent = {"User-Agent": f"aijobs-python/{__version__}", "Accept": "application/json", **(headers or {})}
         if auth and self.token:

@@ -9,11 +9,13 @@ The tree::
 
     AijobsError                       status, code, message, body, headers
     ├── BadRequest (400)              MalformedJson, InvalidUnicode
-    ├── Unauthenticated (401)         InvalidCredentials, InvalidToken, TokenExpired, InvalidApiKey
+    ├── Unauthenticated (401)         InvalidCredentials, InvalidToken, TokenExpired, InvalidApiKey,
+    │                                 InvalidRefreshToken, RefreshTokenExpired, RefreshTokenReused
     ├── InsufficientCredits (402)
     ├── Forbidden (403)               AdminOnly, OriginNotAllowed, ApiKeyNotAllowed
     ├── NotFound (404)                JobNotFound, UserNotFound, ReportNotFound, RouteNotFound,
-    │                                 ConversationNotFound, WebhookNotFound, BatchNotFound
+    │                                 ConversationNotFound, WebhookNotFound, BatchNotFound,
+    │                                 ApiKeyNotFound
     ├── MethodNotAllowed (405)
     ├── Conflict (409)                UsernameTaken, IdempotencyKeyReused, JobNotCancelable,
     │                                 JobInProgress, JobNotFinished, JobDeleted, GrantIdReused,
@@ -24,7 +26,8 @@ The tree::
     │                                 UnknownTaskType, TaskTypeUnsupported, UnknownModel,
     │                                 ModelUnavailable, InvalidIdempotencyKey, InvalidRole,
     │                                 WeekNotComplete, TooManyConversations, ConversationFull,
-    │                                 InvalidWebhookUrl, InvalidWebhookEvents, TooManyWebhooks
+    │                                 InvalidWebhookUrl, InvalidWebhookEvents, TooManyWebhooks,
+    │                                 TooManyApiKeys
     ├── ServerError (500 and other 5xx)
     ├── WaitTimeout                   (client side: ``Client.wait`` ran out of time)
     └── RetryableError                the same request may succeed later: retried by the client
@@ -48,6 +51,7 @@ __all__ = [
     "AdminOnly",
     "AijobsError",
     "ApiKeyNotAllowed",
+    "ApiKeyNotFound",
     "BadRequest",
     "BalanceTooLow",
     "BatchNotFound",
@@ -68,6 +72,7 @@ __all__ = [
     "InvalidIdempotencyKey",
     "InvalidLimit",
     "InvalidOption",
+    "InvalidRefreshToken",
     "InvalidRequest",
     "InvalidRole",
     "InvalidToken",
@@ -89,6 +94,8 @@ __all__ = [
     "OutcomeUnknown",
     "PayloadTooLarge",
     "RateLimited",
+    "RefreshTokenExpired",
+    "RefreshTokenReused",
     "ReportNotFound",
     "RetryableError",
     "RouteNotFound",
@@ -97,6 +104,7 @@ __all__ = [
     "SubmitRateLimited",
     "TaskTypeUnsupported",
     "TokenExpired",
+    "TooManyApiKeys",
     "TooManyConversations",
     "TooManyLoginAttempts",
     "TooManyWebhooks",
@@ -235,6 +243,22 @@ class InvalidApiKey(Unauthenticated):
     error_code = "invalid_api_key"
 
 
+class InvalidRefreshToken(Unauthenticated):
+    """Unknown, or its sign-in was revoked (logout, or a reuse): log in again."""
+
+    error_code = "invalid_refresh_token"
+
+
+class RefreshTokenExpired(Unauthenticated):
+    error_code = "refresh_token_expired"
+
+
+class RefreshTokenReused(Unauthenticated):
+    """The refresh token was used already: every token of that sign-in is now revoked."""
+
+    error_code = "refresh_token_reused"
+
+
 # 402
 class InsufficientCredits(AijobsError):
     error_code, http_status = "insufficient_credits", 402
@@ -276,6 +300,10 @@ class ReportNotFound(NotFound):
 
 class RouteNotFound(NotFound):
     error_code = "route_not_found"
+
+
+class ApiKeyNotFound(NotFound):
+    error_code = "api_key_not_found"
 
 
 class WebhookNotFound(NotFound):
@@ -417,6 +445,12 @@ class InvalidWebhookUrl(InvalidRequest):
 
 class InvalidWebhookEvents(InvalidRequest):
     error_code = "invalid_webhook_events"
+
+
+class TooManyApiKeys(InvalidRequest):
+    """The account has ``API_KEY_MAX_PER_USER`` live keys already: revoke one first."""
+
+    error_code = "too_many_api_keys"
 
 
 class TooManyWebhooks(InvalidRequest):

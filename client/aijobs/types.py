@@ -7,6 +7,9 @@ from typing import Any, Literal, NotRequired, TypedDict
 __all__ = [
     "FINAL_STATUSES",
     "Account",
+    "ApiKey",
+    "ApiKeyPage",
+    "ApiKeySecret",
     "Catalog",
     "CatalogModel",
     "CatalogTaskType",
@@ -40,6 +43,26 @@ class Token(TypedDict):
     access_token: str
     token_type: str
     expires_in: int
+    refresh_token: str
+    """Exchange it at ``Client.refresh`` for the next pair (it is then retired)."""
+
+
+class ApiKey(TypedDict):
+    id: str
+    name: str
+    prefix: str
+    created_at: str
+    last_used_at: str | None
+
+
+class ApiKeySecret(ApiKey):
+    key: str
+    """Shown this once: ``Client(token=key)`` uses it."""
+
+
+class ApiKeyPage(TypedDict):
+    api_keys: list[ApiKey]
+    next_cursor: str | None
 
 
 class Account(TypedDict):
