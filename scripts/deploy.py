@@ -86,6 +86,8 @@ APIS = (
     "iam.googleapis.com",
     "logging.googleapis.com",
     "cloudresourcemanager.googleapis.com",  # gcloud projects add-iam-policy-binding
+    # Firebase Authentication: the user look-up of each Firebase ID token (revocation check).
+    "identitytoolkit.googleapis.com",
 )
 ALREADY_EXISTS = ("ALREADY_EXISTS", "already exists")
 IAM_NOT_YET_VISIBLE = ("does not exist", "NOT_FOUND", "not found")
@@ -245,8 +247,11 @@ class ServiceAccount:
 SERVICE_ACCOUNTS: dict[str, ServiceAccount] = {
     # Runtime identity of every function. Secret access is granted per secret, the queue roles on
     # the queue only, and actAs on the tasks account only (to mint the tasks' OIDC tokens).
+    # firebaseauth.viewer: verify_id_token(check_revoked=True) reads the token's Firebase user.
     "functions": ServiceAccount(
-        "aijobs-functions", "aijobs functions runtime", ("roles/datastore.user", "roles/logging.logWriter")
+        "aijobs-functions",
+        "aijobs functions runtime",
+        ("roles/datastore.user", "roles/logging.logWriter", "roles/firebaseauth.viewer"),
     ),
     # Identity in the queues' OIDC tokens; may invoke `worker` and `deliver_webhook` and nothing else.
     "tasks": ServiceAccount("aijobs-tasks", "aijobs Cloud Tasks caller"),
@@ -457,7 +462,9 @@ def apis_section(config: Config) -> Section:
                 "Enable the APIs the deploy and the functions use", config.gcloud("services", "enable", *APIS)
             )
         ],
-        "idempotent: enabling an enabled API changes nothing",
+        "idempotent: enabling an enabled API changes nothing. Firebase ID tokens also need, once, by"
+        " hand in the Firebase console (no gcloud command does it): add this project to Firebase and"
+        " enable a sign-in provider (Authentication > Sign-in method)",
     )
 
 

@@ -27,6 +27,7 @@ def _ports() -> dict[str, int]:
         "functions": int(os.environ.get("PORT", emulators["functions"]["port"])),
         "firestore": int(os.environ.get("FIRESTORE_PORT", emulators["firestore"]["port"])),
         "tasks": int(os.environ.get("TASKS_PORT", emulators["tasks"]["port"])),
+        "auth": int(os.environ.get("AUTH_PORT", emulators["auth"]["port"])),
         "model": int(os.environ.get("MODEL_PORT", 8090)),
     }
 
@@ -79,6 +80,7 @@ def main() -> int:
         functions_port=ports["functions"],
         firestore_port=ports["firestore"],
         tasks_port=ports["tasks"],
+        auth_port=ports["auth"],
         model_port=ports["model"],
         log_dir=run / "logs",
         ai_base_url=ai_base_url,
@@ -92,7 +94,7 @@ def main() -> int:
     stop_sweeping = threading.Event()
     try:
         print(
-            "==> starting Firestore emulator, Cloud Tasks emulator"
+            "==> starting Firestore emulator, Cloud Tasks emulator, Firebase Auth emulator"
             + (", local model server" if ai_base_url is None else "")
             + ", functions"
         )
@@ -107,6 +109,7 @@ aijobs is running (logs in {(run / "logs").relative_to(ROOT)}/):
   functions        {base}/<function>   ({", ".join(_function_names())})
   Firestore        127.0.0.1:{stack.firestore_port}  (emulator, data from emulator-export/)
   Cloud Tasks      127.0.0.1:{stack.tasks_port}  (emulator, queues {stack.queue}, {stack.webhook_queue})
+  Firebase Auth    127.0.0.1:{stack.auth_port}  (emulator: its ID tokens are bearers too, see the README)
   AI endpoint      {stack.env()["AI_BASE_URL"]}
   API docs         {base}/docs  (OpenAPI 3.1: {base}/docs/openapi.json)
 

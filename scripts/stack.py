@@ -1,5 +1,5 @@
-"""Start and stop the local stack: Firestore emulator, Cloud Tasks emulator, local
-model server and the functions server. Used by ``scripts/dev`` and the tests.
+"""Start and stop the local stack: Firestore emulator, Cloud Tasks emulator, Firebase Auth
+emulator, local model server and the functions server. Used by ``scripts/dev`` and the tests.
 
 Every child runs in its own session, is remembered by PID and stopped by that
 PID (SIGTERM, then SIGKILL), so nothing is left holding a port.
@@ -26,6 +26,7 @@ FIRESTORE_JAR = Path(
     "/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud-firestore-emulator.jar"
 )
 MODEL_VENV = ROOT / ".venv-model"
+FIREBASE_CLI = ROOT / "node_modules" / ".bin" / "firebase"  # firebase-tools, pinned in package.json
 PROJECT = "demo-aijobs"
 DEV_JWT_SECRET = "dev-only-jwt-secret-not-for-production-use"  # = shared.settings.DEV_JWT_SECRET
 
@@ -117,6 +118,9 @@ class Stack:
     firestore_port: int = field(default_factory=free_port)
     tasks_port: int = field(default_factory=free_port)
     model_port: int = field(default_factory=free_port)
+    auth_port: int = field(default_factory=free_port)
+    """The Firebase Auth emulator; its hub and logging ports are always fresh ones (nobody calls
+    them), so stacks side by side never collide on the CLI's defaults (4400, 4500)."""
     log_dir: Path = ROOT / ".run" / "logs"
     import_dir: Path | None = ROOT / "emulator-export"
     ai_base_url: str | None = None
@@ -146,6 +150,7 @@ class Stack:
             "GOOGLE_CLOUD_PROJECT": PROJECT,
             "FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{self.firestore_port}",
             "TASKS_EMULATOR_HOST": f"127.0.0.1:{self.tasks_port}",
+            "FIREBASE_AUTH_EMULATOR_HOST": f"127.0.0.1:{self.auth_port}",
             "TASKS_LOCATION": "us-central1",
             "TASKS_QUEUE": "aijobs-jobs",
             "WEBHOOK_QUEUE": "aijobs-webhooks",
@@ -159,7 +164,7 @@ class Stack:
             **self.extra_env,
         }
 
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> Process:
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str], cwd: Path = ROOT) -> Process:
         """Start ``argv`` with exactly ``env`` as its environment (see ``inherited``)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_dir / f"{name}.log"
@@ -169,7 +174,7 @@ class Stack:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                cwd=ROOT,
+                cwd=cwd,
                 env=env,
                 start_new_session=True,
             )
@@ -196,7 +201,12 @@ class Stack:
         )
 
     def check_ports(self, with_model: bool) -> None:
-        ports = {"functions": self.functions_port, "firestore": self.firestore_port, "tasks": self.tasks_port}
+        ports = {
+            "functions": self.functions_port,
+            "firestore": self.firestore_port,
+            "tasks": self.tasks_port,
+            "auth": self.auth_port,
+        }
         if with_model:
             ports["model"] = self.model_port
         busy = [f"{name} ({port})" for name, port in ports.items() if port_in_use(port)]
@@ -234,6 +244,34 @@ class Stack:
             str(self.tasks_max_retries),
         ]
         self._wait(self._spawn("tasks", argv, inherited()), self.tasks_port, 30)
+
+    def spawn_auth(self) -> Process:
+        """Start the Firebase Auth emulator without waiting for it (the Node CLI takes seconds to
+        boot: the other parts start meanwhile); ``wait_auth`` waits."""
+        if not FIREBASE_CLI.exists():
+            raise StackError("firebase-tools is missing (node_modules/): run scripts/_setup (needs npm)")
+        # A config of this run's own: firebase.json's ports are the dev stack's, and the CLI
+        # would start its hub and logging on fixed ports that a second stack would find taken.
+        run = self.log_dir / "auth-emulator"
+        run.mkdir(parents=True, exist_ok=True)
+        config = {
+            "emulators": {
+                "singleProjectMode": True,
+                "auth": {"host": "127.0.0.1", "port": self.auth_port},
+                "hub": {"host": "127.0.0.1", "port": free_port()},
+                "logging": {"host": "127.0.0.1", "port": free_port()},
+                "ui": {"enabled": False},  # else it downloads the UI, which fails offline
+            }
+        }
+        (run / "firebase.json").write_text(json.dumps(config, indent=2))
+        argv = [str(FIREBASE_CLI), "emulators:start", "--only", "auth", "--project", PROJECT]
+        argv += ["--config", str(run / "firebase.json")]
+        # No update check or usage prompt: this network is closed and nobody answers.
+        env = {**inherited(), "NO_UPDATE_NOTIFIER": "1", "FIREBASE_CLI_EXPERIMENTS": "", "CI": "1"}
+        return self._spawn("auth", argv, env, cwd=run)  # cwd: its firebase-debug.log lands there
+
+    def wait_auth(self, process: Process) -> None:
+        self._wait(process, self.auth_port, 60, "/")
 
     def start_model(self) -> None:
         argv = [
@@ -286,10 +324,12 @@ class Stack:
         with_model = self.ai_base_url is None
         self.check_ports(with_model)
         try:
+            auth = self.spawn_auth()
             self.start_firestore()
             self.start_tasks()
             if with_model:
                 self.start_model()
+            self.wait_auth(auth)
             self.start_functions()
         except BaseException:
             self.stop()

@@ -186,6 +186,9 @@ def _foreign_jwt(token: str) -> bool:
 
 def signup(credentials: UserCredentials) -> tuple[UserPublic, Session]:
     """Create an account with the signup grant; ``Conflict`` if the username is taken."""
+    if credentials.username.startswith(usernames.FIREBASE_PREFIX):
+        # Firebase sign-ins' accounts are named so: a squatted name would lock one out.
+        raise Conflict("this username is taken", code="username_taken")
     settings = get_settings()
     user_id = uuid.uuid4().hex
     created = now()
@@ -228,10 +231,11 @@ def login(credentials: UserCredentials) -> Session:
         # find_account stopped after the username link; a known name also reads the user.
         # One more (missing) read makes both cost the same round trips.
         _users().document(_NO_USER).get(field_paths=["password_hash"])
-    stored = user.get("password_hash") if user is not None else _dummy_hash()
+    # An account opened by a Firebase sign-in has no password: it fails like an unknown name.
+    stored = (user.to_dict() or {}).get("password_hash") if user is not None else None
     try:
-        _hasher.verify(stored, credentials.password)
-        if user is None:
+        _hasher.verify(stored or _dummy_hash(), credentials.password)
+        if user is None or stored is None:
             raise VerificationError
     except (VerificationError, InvalidHashError):
         raise Unauthenticated("wrong username or password", code="invalid_credentials") from None

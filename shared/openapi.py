@@ -792,7 +792,11 @@ def document(server_url: str) -> dict[str, Any]:
                     "type": "http",
                     "scheme": "bearer",
                     "bearerFormat": "JWT",
-                    "description": "The `access_token` from `signup` or `login`.",
+                    "description": (
+                        "The `access_token` from `signup` or `login`, or a Firebase Authentication ID"
+                        " token (its account, `fb-...`, is opened with the signup grant on its first"
+                        " call; a revoked token or a disabled user is refused at once)."
+                    ),
                 }
             },
             "headers": _HEADERS,

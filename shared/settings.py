@@ -127,6 +127,12 @@ class Settings(BaseSettings):
     firestore_emulator_host: str | None = None
     """``host:port`` of the Firestore emulator; read by the Firestore SDK too."""
 
+    firebase_project_id: str | None = None
+    """Firebase project whose ID tokens are accepted (their audience); unset: GOOGLE_CLOUD_PROJECT."""
+
+    firebase_auth_emulator_host: str | None = None
+    """``host:port`` of the Firebase Auth emulator; read by firebase-admin too; local stack only."""
+
     jwt_secret: SecretStr | None = None
     """HS256 key for access tokens; production requires 32+ characters, not a known default."""
 
@@ -282,6 +288,10 @@ class Settings(BaseSettings):
     def is_local(self) -> bool:
         return self.app_env == "local"
 
+    @property
+    def firebase_project(self) -> str:
+        return self.firebase_project_id or self.google_cloud_project
+
     def function_url(self, name: str) -> str:
         return f"{self.functions_base_url.rstrip('/')}/{name}"
 
@@ -380,6 +390,9 @@ class Settings(BaseSettings):
             problems.append("FUNCTIONS_BASE_URL must be the functions' https:// URL")
         if self.firestore_emulator_host or self.tasks_emulator_host:
             problems.append("emulator hosts are set")
+        if self.firebase_auth_emulator_host:
+            # firebase-admin would accept the emulator's unsigned tokens: anyone could sign in.
+            problems.append("FIREBASE_AUTH_EMULATOR_HOST is set")
         if not _is_google_certs_url(self.oidc_certs_url):
             # Whoever serves these keys can sign tokens the internal functions accept.
             problems.append(f"OIDC_CERTS_URL must be an https://{_GOOGLE_CERTS_HOST}/ URL")

@@ -23,6 +23,8 @@ from shared.errors import NotFound
 MIN_LENGTH, MAX_LENGTH = 3, 32
 _ALLOWED = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_.-")
 _RESERVED = re.compile(r"__.*__")  # Firestore's reserved document ids
+FIREBASE_PREFIX = "fb-"
+"""Starts the username of every account opened by a Firebase sign-in; signup refuses it."""
 
 
 def normalise(value: str) -> str:

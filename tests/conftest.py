@@ -1,9 +1,10 @@
 """Fixtures: one real local stack per test session.
 
 The Firestore emulator (started from ``emulator-export/``), the Cloud Tasks
-emulator and the functions server run as real processes on free loopback
-ports; the AI endpoint is ``FakeOpenAI``, a real HTTP server speaking the
-OpenAI protocol. The test process talks to the same emulators to check state.
+emulator, the Firebase Auth emulator and the functions server run as real
+processes on free loopback ports; the AI endpoint is ``FakeOpenAI``, a real
+HTTP server speaking the OpenAI protocol. The test process talks to the same
+emulators to check state.
 """
 
 from __future__ import annotations
@@ -223,6 +224,7 @@ def functions_stack(stack: Stack, tmp_path: Path) -> Iterator[Callable[..., Stac
         other = Stack(
             firestore_port=stack.firestore_port,
             tasks_port=stack.tasks_port,
+            auth_port=stack.auth_port,
             ai_base_url=stack.ai_base_url,
             log_dir=tmp_path / f"functions-{len(started)}",
             worker_secret=stack.worker_secret,

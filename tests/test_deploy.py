@@ -355,6 +355,7 @@ def test_plan_order_and_consistency() -> None:
         "roles/datastore.user",
         "roles/logging.logWriter",
         "roles/cloudbuild.builds.builder",
+        "roles/firebaseauth.viewer",  # Firebase ID tokens' revocation check reads the user
     }
     assert not any(role in " ".join(rendered) for role in ("roles/owner", "roles/editor"))
     with pytest.raises(ValueError):
@@ -538,3 +539,14 @@ def test_first_deploy_without_an_ai_key_stops_before_the_functions(fake_cloud: d
     assert result.returncode == 1
     assert "set $AIJOBS_AI_API_KEY" in result.stderr
     assert not any(c.startswith("gcloud functions deploy") for c in calls)
+
+
+def test_dry_run_enables_what_firebase_auth_needs(script: str) -> None:
+    """Firebase ID tokens: the Identity Toolkit API, the runtime's right to read Firebase users
+    (the revocation check), and a note on what only the Firebase console can do."""
+    lines = commands(script)
+    enable = next(line for line in lines if "gcloud services enable" in line)
+    assert "identitytoolkit.googleapis.com" in enable.split()
+    binding = next(line for line in lines if "--role=roles/firebaseauth.viewer" in line)
+    assert f"--member=serviceAccount:aijobs-functions@{PROJECT}.iam.gserviceaccount.com" in binding
+    assert "add this project to Firebase" in script and "sign-in provider" in script

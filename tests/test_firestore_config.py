@@ -53,6 +53,7 @@ DOCUMENTS: list[tuple[str, str, dict[str, Any]]] = [
     (f"users/{OWNER_UID}/ledger", "grant-signup", {"type": "grant", "amount": 10}),
     (f"users/{OWNER_UID}/usage_days", "2026-01-05-0", {"user_id": OWNER_UID, "day": "2026-01-05"}),
     ("usernames", "alice", {"user_id": OWNER_UID}),
+    ("firebase_users", "f" * 64, {"uid": "firebase-uid-1", "user_id": OWNER_UID}),
     ("jobs", "job-rules-1", {"user_id": OWNER_UID, "status": "queued", "cost": 1}),
     ("idempotency", f"{OWNER_UID}-abc", {"user_id": OWNER_UID, "job_id": "job-rules-1"}),
     ("grants", "grant-1", {"user_id": OWNER_UID, "amount": 5}),

@@ -27,6 +27,7 @@ def _no_local_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "APP_ENV",
         "FIRESTORE_EMULATOR_HOST",
         "TASKS_EMULATOR_HOST",
+        "FIREBASE_AUTH_EMULATOR_HOST",
         "WORKER_SECRET",
         "JWT_SECRET",
         "AI_API_KEY",

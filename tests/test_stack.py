@@ -60,7 +60,8 @@ def swept(functions_log: Path) -> bool:
 
 @pytest.fixture
 def ports() -> Iterator[dict[str, int]]:
-    chosen = {name: free_port() for name in ("PORT", "FIRESTORE_PORT", "TASKS_PORT", "MODEL_PORT")}
+    names = ("PORT", "FIRESTORE_PORT", "TASKS_PORT", "MODEL_PORT", "AUTH_PORT")
+    chosen = {name: free_port() for name in names}
     yield chosen
     shutil.rmtree(run_dir(chosen["PORT"]), ignore_errors=True)
 
