@@ -1,6 +1,6 @@
 """The user's jobs: ``GET /jobs?status=&task_type=&tag=``, ``GET /jobs/{job_id}[?wait=N]``,
 ``PATCH /jobs/{job_id}`` (title, tags), ``DELETE /jobs/{job_id}`` (its content),
-``POST /jobs/{job_id}/cancel``."""
+``POST /jobs/{job_id}/cancel``, ``GET /jobs/{job_id}/image`` (an image job's picture)."""
 
 import flask
 
@@ -17,6 +17,8 @@ def _routes(parts: list[str]) -> tuple[str, ...]:
             return ("GET", "PATCH", "DELETE")
         case [_, "cancel"]:
             return ("POST",)
+        case [_, "image"]:
+            return ("GET",)
     raise NotFound("no such route", code="route_not_found")
 
 
@@ -35,9 +37,25 @@ def jobs(request: flask.Request) -> flask.Response:
             return flask.Response(status=204)
         case [job_id]:
             return respond(job_store.get(user_id, job_id, _wait(request)))
+        case [job_id, "image"]:
+            return _image(user_id, job_id)
         case [job_id, _]:
             return respond(job_store.cancel(user_id, job_id))
     raise AssertionError("unreachable: _routes knows every path")
+
+
+def _image(user_id: str, job_id: str) -> flask.Response:
+    """The image streamed from Cloud Storage, also in production: a V4 signed URL would need a
+    key or the IAM signBlob right for the functions' account, and a redirect would hand out a
+    bearer link (valid for anyone until it expires). Another user's job is 404 like a missing one."""
+    from shared import images  # only this route (and the worker, and delete) loads google-cloud-storage
+
+    path, content_type = job_store.image(user_id, job_id)
+    size, pieces = images.open_chunks(path)
+    response = flask.Response(pieces, status=200, content_type=content_type)
+    response.headers["Content-Length"] = str(size)
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
 
 
 def _wait(request: flask.Request) -> int:

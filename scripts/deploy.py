@@ -88,7 +88,11 @@ APIS = (
     "cloudresourcemanager.googleapis.com",  # gcloud projects add-iam-policy-binding
     # Firebase Authentication: the user look-up of each Firebase ID token (revocation check).
     "identitytoolkit.googleapis.com",
+    "storage.googleapis.com",  # the images bucket
 )
+JOB_RETENTION_DAYS = 90
+"""JOB_RETENTION_DAYS of the functions: the jobs' TTL, and the age at which the images bucket's
+lifecycle rule deletes an object (so an orphaned image goes with its job)."""
 ALREADY_EXISTS = ("ALREADY_EXISTS", "already exists")
 IAM_NOT_YET_VISIBLE = ("does not exist", "NOT_FOUND", "not found")
 """A just-created service account takes seconds to be visible to IAM: bindings retry on these."""
@@ -385,6 +389,11 @@ class Config:
     def function_url(self, name: str) -> str:
         return f"{self.functions_base_url}/{name}"
 
+    @property
+    def images_bucket(self) -> str:
+        """Bucket names are global: the project id makes this one unique."""
+        return f"{self.project}-aijobs-images"
+
     def gcloud(self, *args: str) -> tuple[str, ...]:
         """A gcloud command pinned to the project (never the CLI's configured default) that
         never prompts."""
@@ -638,6 +647,42 @@ def queue_section(config: Config) -> Section:
     return Section("Cloud Tasks queues", steps, "describe, then update or create with the same flags")
 
 
+def images_section(config: Config) -> Section:
+    """The generated images' bucket: private (uniform access, public access prevented), no
+    soft delete (a deleted job's image is gone at once), objects deleted at job retention."""
+    bucket = f"gs://{config.images_bucket}"
+    settings = ("--uniform-bucket-level-access", "--public-access-prevention")
+    create = ("--location=" + config.region, "--default-storage-class=STANDARD", "--soft-delete-duration=0")
+    expire = {"action": {"type": "Delete"}, "condition": {"age": JOB_RETENTION_DAYS}}
+    lifecycle = json.dumps({"rule": [expire]})
+    update = shlex.join(config.gcloud("storage", "buckets", "update", bucket, "--lifecycle-file=/dev/stdin"))
+    steps = [
+        Step(
+            f"Bucket {config.images_bucket}: private, uniform access, public access prevented",
+            config.gcloud("storage", "buckets", "create", bucket, *create, *settings),
+            check=config.gcloud("storage", "buckets", "describe", bucket),
+            update=config.gcloud("storage", "buckets", "update", bucket, *settings, "--clear-soft-delete"),
+        ),
+        Step(
+            f"Lifecycle rule: objects are deleted {JOB_RETENTION_DAYS} days old (JOB_RETENTION_DAYS)",
+            shell=f"printf %s {shlex.quote(lifecycle)} | {update}",
+        ),
+        Step(
+            f"roles/storage.objectAdmin for the functions, on {config.images_bucket} only",
+            config.gcloud(
+                "storage",
+                "buckets",
+                "add-iam-policy-binding",
+                bucket,
+                f"--member={config.member('functions')}",
+                "--role=roles/storage.objectAdmin",
+            ),
+            retry_on=IAM_NOT_YET_VISIBLE,
+        ),
+    ]
+    return Section("Images bucket (Cloud Storage)", steps, "describe, then update or create; rules replaced")
+
+
 def function_env(config: Config, spec: FunctionSpec) -> dict[str, str]:
     """The environment every function runs with (``shared/settings.py`` validates it at start)."""
     env = {
@@ -654,6 +699,8 @@ def function_env(config: Config, spec: FunctionSpec) -> dict[str, str]:
         "AI_IMAGE_MODEL": config.ai_image_model,
         "AI_TIMEOUT_SECONDS": str(AI_TIMEOUT_SECONDS),
         "JOB_MAX_ATTEMPTS": str(JOB_MAX_ATTEMPTS),
+        "JOB_RETENTION_DAYS": str(JOB_RETENTION_DAYS),
+        "IMAGES_BUCKET": config.images_bucket,
         # functions-framework's gunicorn threads: one per concurrent request.
         "THREADS": str(spec.concurrency),
     }
@@ -963,6 +1010,7 @@ def build_plan(config: Config, names: Sequence[str] | None = None) -> Plan:
             firestore_database_section(config),
             secrets_section(config),
             queue_section(config),
+            images_section(config),
             functions_section(config, names),
             invokers_section(config, names),
             scheduler_section(config),

@@ -29,6 +29,7 @@ def _ports() -> dict[str, int]:
         "tasks": int(os.environ.get("TASKS_PORT", emulators["tasks"]["port"])),
         "auth": int(os.environ.get("AUTH_PORT", emulators["auth"]["port"])),
         "model": int(os.environ.get("MODEL_PORT", 8090)),
+        "storage": int(os.environ.get("STORAGE_PORT", 9023)),
     }
 
 
@@ -82,6 +83,7 @@ def main() -> int:
         tasks_port=ports["tasks"],
         auth_port=ports["auth"],
         model_port=ports["model"],
+        storage_port=ports["storage"],
         log_dir=run / "logs",
         ai_base_url=ai_base_url,
         extra_env=extra,
@@ -110,6 +112,7 @@ aijobs is running (logs in {(run / "logs").relative_to(ROOT)}/):
   Firestore        127.0.0.1:{stack.firestore_port}  (emulator, data from emulator-export/)
   Cloud Tasks      127.0.0.1:{stack.tasks_port}  (emulator, queues {stack.queue}, {stack.webhook_queue})
   Firebase Auth    127.0.0.1:{stack.auth_port}  (emulator: its ID tokens are bearers too, see the README)
+  Cloud Storage    127.0.0.1:{stack.storage_port}  (emulator, in memory: images last as long as it runs)
   AI endpoint      {stack.env()["AI_BASE_URL"]}
   API docs         {base}/docs  (OpenAPI 3.1: {base}/docs/openapi.json)
 

@@ -28,6 +28,7 @@ FIRESTORE_JAR = Path(
 MODEL_VENV = ROOT / ".venv-model"
 FIREBASE_CLI = ROOT / "node_modules" / ".bin" / "firebase"  # firebase-tools, pinned in package.json
 PROJECT = "demo-aijobs"
+IMAGES_BUCKET = "demo-aijobs-images"  # the storage emulator's default bucket, made at its start
 DEV_JWT_SECRET = "dev-only-jwt-secret-not-for-production-use"  # = shared.settings.DEV_JWT_SECRET
 
 
@@ -118,6 +119,8 @@ class Stack:
     firestore_port: int = field(default_factory=free_port)
     tasks_port: int = field(default_factory=free_port)
     model_port: int = field(default_factory=free_port)
+    storage_port: int = field(default_factory=free_port)
+    """The Cloud Storage emulator (in memory: images live as long as the stack)."""
     auth_port: int = field(default_factory=free_port)
     """The Firebase Auth emulator; its hub and logging ports are always fresh ones (nobody calls
     them), so stacks side by side never collide on the CLI's defaults (4400, 4500)."""
@@ -150,6 +153,8 @@ class Stack:
             "GOOGLE_CLOUD_PROJECT": PROJECT,
             "FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{self.firestore_port}",
             "TASKS_EMULATOR_HOST": f"127.0.0.1:{self.tasks_port}",
+            "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{self.storage_port}",
+            "IMAGES_BUCKET": IMAGES_BUCKET,
             "FIREBASE_AUTH_EMULATOR_HOST": f"127.0.0.1:{self.auth_port}",
             "TASKS_LOCATION": "us-central1",
             "TASKS_QUEUE": "aijobs-jobs",
@@ -205,6 +210,7 @@ class Stack:
             "functions": self.functions_port,
             "firestore": self.firestore_port,
             "tasks": self.tasks_port,
+            "storage": self.storage_port,
             "auth": self.auth_port,
         }
         if with_model:
@@ -273,6 +279,17 @@ class Stack:
     def wait_auth(self, process: Process) -> None:
         self._wait(process, self.auth_port, 60, "/")
 
+    def start_storage(self) -> None:
+        argv = [
+            str(Path(sys.executable).parent / "gcp-storage-emulator"),
+            "start",
+            "--host=127.0.0.1",
+            f"--port={self.storage_port}",
+            "--in-memory",
+            f"--default-bucket={IMAGES_BUCKET}",
+        ]
+        self._wait(self._spawn("storage", argv, inherited()), self.storage_port, 30)
+
     def start_model(self) -> None:
         argv = [
             str(MODEL_VENV / "bin" / "python"),
@@ -327,6 +344,7 @@ class Stack:
             auth = self.spawn_auth()
             self.start_firestore()
             self.start_tasks()
+            self.start_storage()
             if with_model:
                 self.start_model()
             self.wait_auth(auth)

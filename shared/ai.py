@@ -17,12 +17,16 @@ the HTTP client, cuts every connect, read and write to the time that is left.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import ipaddress
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpcore2
 import httpx2
@@ -30,7 +34,7 @@ import openai
 from openai.types import ImagesResponse
 from openai.types.chat import ChatCompletion
 
-from shared import prompts
+from shared import images, prompts
 from shared.catalog import MODEL_OPTION, Route
 from shared.errors import (
     BadOutput,
@@ -217,7 +221,7 @@ class OpenAIProvider:
         try:
             with _within(endpoint.timeout_seconds):
                 if task_type == "generate_image":
-                    return self._image(client, route.model, input_data, options)
+                    return self._image(client, endpoint, route.model, input_data, options)
                 return self._text(client, route.model, task_type, input_data, options)
         except (openai.OpenAIError, ValueError) as exc:
             # A body that is not JSON surfaces as a bare JSONDecodeError (a ValueError).
@@ -259,13 +263,85 @@ class OpenAIProvider:
         return {"text": text}
 
     def _image(
-        self, client: openai.OpenAI, model: str, prompt: str, options: dict[str, Any]
+        self, client: openai.OpenAI, endpoint: Endpoint, model: str, prompt: str, options: dict[str, Any]
     ) -> dict[str, Any]:
+        """The image as bytes (``images.Picture``): the worker stores it, the job keeps its path.
+
+        GPT image models always answer in base64 (several MB); others may answer a URL, which
+        expires within hours, so it is downloaded now, bounded like the rest of the call."""
         result = client.images.generate(model=model, prompt=prompt, n=1, **options)
         image = result.data[0] if isinstance(result, ImagesResponse) and result.data else None
-        if image is not None and image.url:
-            return {"image_url": image.url}
-        # Inline base64 fits in a job document (1 MiB limit) only for small images.
-        if image is not None and image.b64_json and len(image.b64_json) < 700_000:
-            return {"image_b64": image.b64_json}
-        raise BadOutput("the AI endpoint returned no usable image")
+        limit = self._settings.image_max_bytes
+        if image is not None and image.b64_json:
+            if len(image.b64_json) > (limit + 2) // 3 * 4:
+                raise BadOutput("the AI endpoint's image is larger than IMAGE_MAX_BYTES")
+            try:
+                data = base64.b64decode(image.b64_json, validate=True)
+            except binascii.Error:
+                raise BadOutput("the AI endpoint's image is not valid base64") from None
+        elif image is not None and image.url:
+            data = self._download(image.url, endpoint, limit)
+        else:
+            raise BadOutput("the AI endpoint returned no usable image")
+        content_type = images.sniff(data)
+        if content_type is None:
+            raise BadOutput("the AI endpoint's image is not a PNG, JPEG, WebP or GIF")
+        return {"image": images.Picture(data, content_type)}
+
+    def _download(self, url: str, endpoint: Endpoint, limit: int) -> bytes:
+        """An image URL's bytes, at most ``limit``, inside the call's deadline; never redirected."""
+        if not may_fetch(url, endpoint.base_url):
+            raise BadOutput("the AI endpoint answered an image URL that is not fetched")
+        http = self._http_client or deadline_http_client()
+        try:
+            # No redirect: only the checked URL is fetched. The SDK's headers (its API key) are
+            # per request, so none of them goes along.
+            with http.stream("GET", url, follow_redirects=False, timeout=endpoint.timeout_seconds) as answer:
+                if answer.status_code >= 500:
+                    raise ProviderServerError(f"the image URL answered {answer.status_code}")
+                if answer.status_code != 200:
+                    raise BadOutput(f"the image URL answered {answer.status_code}")
+                declared = answer.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > limit:
+                    raise BadOutput("the AI endpoint's image is larger than IMAGE_MAX_BYTES")
+                chunks, total = [], 0
+                for chunk in answer.iter_bytes():
+                    total += len(chunk)
+                    if total > limit:  # a missing or false Content-Length is cut here
+                        raise BadOutput("the AI endpoint's image is larger than IMAGE_MAX_BYTES")
+                    chunks.append(chunk)
+        except httpx2.TimeoutException:
+            raise ProviderTimeout("the image URL timed out") from None
+        except httpx2.HTTPError:
+            raise ProviderConnectionError("could not download the image URL") from None
+        finally:
+            if http is not self._http_client:
+                http.close()
+        return b"".join(chunks)
+
+
+def may_fetch(url: str, provider_url: str | None) -> bool:
+    """Whether the worker may download an image URL a provider answered (SSRF: the URL is the
+    provider's to choose, the request is ours): from the provider's own origin, else only
+    ``https`` to a name or a public address, never userinfo, loopback, a private network or
+    the metadata server (``http`` only, and ``*.internal``)."""
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None or not parts.hostname:
+        return False
+    host = parts.hostname.rstrip(".").lower()
+    if provider_url:
+        provider = urlsplit(provider_url)
+        theirs = (provider.scheme, (provider.hostname or "").lower(), provider.port)
+        if (
+            parts.scheme,
+            host,
+            parts.port,
+        ) == theirs:  # the endpoint this deployment chose to trust (the local model, the tests' fake)
+            return True
+    if parts.scheme != "https" or host == "localhost" or host.endswith((".localhost", ".internal")):
+        return False
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return True  # a name: https makes its certificate vouch for it
+    return address.is_global

@@ -2,8 +2,10 @@
 kept in Firestore.
 
 Document ``config/catalog``: ``{"task_types": {name: {"options": {option: spec},
-"models": {model_id: {"cost": int, "provider": str, "model": str, "description": str}},
-"default_model": model_id}}}``. An option spec is ``{"type": "integer"|"number"|"string",
+"models": {model_id: {"cost": int, "provider": str, "model": str, "description": str,
+"options": {option: spec}}}, "default_model": model_id}}}``. A model's own ``options``, when
+present, are all it takes (image models differ: GPT image models take no ``style`` and none
+of the legacy sizes); without them, the task type's. An option spec is ``{"type": "integer"|"number"|"string",
 "min", "max", "enum", "required"}``. A model's ``provider`` names a configured AI endpoint
 (``default``: the ``AI_*`` settings; others: ``AI_PROVIDERS``) and ``model`` the name that
 endpoint knows it by; without one, the provider's configured model for the task (``AI_MODEL``,
@@ -70,6 +72,12 @@ _STANDARD = {
     "models": {STANDARD_MODEL: {"cost": 1, "provider": DEFAULT_PROVIDER}},
     "default_model": STANDARD_MODEL,
 }
+# What GPT image models take (gpt-image-1 is production's AI_IMAGE_MODEL), per the openai SDK's
+# images.generate: no `style`, no 256x256/512x512 (retired DALL-E models), always base64.
+_GPT_IMAGE = {
+    "size": {"type": "string", "enum": ["auto", "1024x1024", "1536x1024", "1024x1536"]},
+    "quality": {"type": "string", "enum": ["auto", "low", "medium", "high"]},
+}
 DEFAULT_CATALOG: dict[str, Any] = {
     "task_types": {
         "summarize": {"options": {"max_words": {"type": "integer", "min": 10, "max": 1000}}, **_STANDARD},
@@ -83,11 +91,9 @@ DEFAULT_CATALOG: dict[str, Any] = {
         "generate_text": {"options": _GENERATION, **_STANDARD},
         "chat": {"options": _GENERATION, **_STANDARD},
         "generate_image": {
-            "options": {
-                "size": {"type": "string", "enum": ["256x256", "512x512", "1024x1024"]},
-                "style": {"type": "string", "enum": ["natural", "vivid"]},
-            },
-            **_STANDARD,
+            "options": _GPT_IMAGE,
+            "models": {STANDARD_MODEL: {"cost": 1, "provider": DEFAULT_PROVIDER, "options": _GPT_IMAGE}},
+            "default_model": STANDARD_MODEL,
         },
     }
 }
@@ -106,6 +112,16 @@ class ModelOffer(BaseModel):
     """The name the provider knows it by; empty: the provider's configured model for the task."""
     description: str = ""
     """For pricing pages; shown as is."""
+    options: dict[str, dict[str, Any]] | None = None
+    """Every option this model takes; ``None``: the task type's."""
+
+
+def _check_specs(options: Mapping[str, Mapping[str, Any]], where: str) -> None:
+    if MODEL_OPTION in options:
+        raise ValueError(f"{where}: {MODEL_OPTION!r} is reserved: it picks one of the models")
+    for name, option in options.items():
+        if option.get("type", "string") not in ("integer", "number", "string"):
+            raise ValueError(f"{where}: option {name!r} has no type integer, number or string")
 
 
 class TaskTypeSpec(BaseModel):
@@ -131,12 +147,16 @@ class TaskTypeSpec(BaseModel):
     def _consistent(self) -> TaskTypeSpec:
         if self.default_model not in self.models:
             raise ValueError("default_model is not one of its models")
-        if MODEL_OPTION in self.options:
-            raise ValueError(f"{MODEL_OPTION!r} is reserved: it picks one of the models")
-        for name, option in self.options.items():
-            if option.get("type", "string") not in ("integer", "number", "string"):
-                raise ValueError(f"option {name!r} has no type integer, number or string")
+        _check_specs(self.options, "options")
+        for model_id, offer in self.models.items():
+            if offer.options is not None:
+                _check_specs(offer.options, f"model {model_id}")
         return self
+
+    def options_of(self, model_id: str) -> dict[str, dict[str, Any]]:
+        """The options ``model_id`` takes: its own, else the task type's."""
+        offer = self.models[model_id]
+        return self.options if offer.options is None else offer.options
 
 
 class Catalog(BaseModel):
@@ -236,16 +256,6 @@ def choose(task_type: str, options: Mapping[str, Any]) -> Choice:
         # The client's value is not echoed (it may be 60 KB long); the known ones are named.
         raise InvalidRequest(f"unknown task_type; known: {known}", code="unknown_task_type")
     spec = types[task_type]
-    for name, value in options.items():
-        if name == MODEL_OPTION:
-            continue
-        if name not in spec.options:
-            names = ", ".join(sorted([*spec.options, MODEL_OPTION]))
-            raise InvalidRequest(f"unknown option for {task_type}; allowed: {names}", code="invalid_option")
-        _check_option(name, value, spec.options[name])
-    for name, option in spec.options.items():
-        if option.get("required") and name not in options:
-            raise InvalidRequest(f"option {name!r} is required for {task_type}", code="invalid_option")
     asked = options.get(MODEL_OPTION, spec.default_model)
     if not isinstance(asked, str):
         raise InvalidRequest(f"option {MODEL_OPTION!r} must be a string", code="invalid_option")
@@ -265,6 +275,20 @@ def choose(task_type: str, options: Mapping[str, Any]) -> Choice:
             f"model {asked!r} of {task_type} is not available here; available: {', '.join(available)}",
             code="model_unavailable",
         )
+    # Checked against the chosen model's options: what one image model takes another may refuse.
+    takes = spec.options_of(asked)
+    for key, value in options.items():
+        if key == MODEL_OPTION:
+            continue
+        if key not in takes:
+            names = ", ".join(sorted([*takes, MODEL_OPTION]))
+            raise InvalidRequest(
+                f"unknown option for {task_type} on model {asked}; allowed: {names}", code="invalid_option"
+            )
+        _check_option(key, value, takes[key])
+    for key, option in takes.items():
+        if option.get("required") and key not in options:
+            raise InvalidRequest(f"option {key!r} is required for {task_type}", code="invalid_option")
     return Choice(model=asked, route=Route(offer.provider, name), cost=offer.cost)
 
 
@@ -308,6 +332,8 @@ class ModelPublic(BaseModel):
     available: bool
     """Whether this deployment can run it now; a job on an unavailable one is 422, uncharged."""
     description: str | None = None
+    options: dict[str, OptionPublic] = {}
+    """Besides ``model``, what ``options`` may hold on this model."""
 
 
 class TaskTypePublic(BaseModel):
@@ -319,7 +345,7 @@ class TaskTypePublic(BaseModel):
     models: list[ModelPublic]
     """Cheapest first."""
     options: dict[str, OptionPublic]
-    """Besides ``model``, what ``options`` may hold."""
+    """Besides ``model``, what ``options`` may hold on a model without options of its own."""
 
 
 class CatalogPublic(BaseModel):
@@ -339,6 +365,9 @@ def public() -> CatalogPublic:
                 cost=offer.cost,
                 available=bool(_served_as(name, offer, endpoints)),
                 description=offer.description or None,
+                options={
+                    o: OptionPublic.model_validate(s) for o, s in sorted(spec.options_of(model_id).items())
+                },
             )
             for model_id, offer in sorted(spec.models.items(), key=lambda item: (item[1].cost, item[0]))
         ]

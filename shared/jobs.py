@@ -132,6 +132,8 @@ class JobPublic(BaseModel):
     input_data: Any
     """Null once the job is deleted."""
     output: dict[str, Any] | None
+    """A text job's ``{"text"}``; an image job's ``{"image": {"path", "content_type", "bytes"}}``,
+    the picture itself at ``GET /jobs/{job_id}/image``."""
     error: dict[str, str] | None
     cost: int
     model: str | None = None
@@ -476,15 +478,17 @@ def update(user_id: str, job_id: str, changes: JobUpdate) -> JobPublic:
 
 
 def delete(user_id: str, job_id: str) -> None:
-    """Wipe a finished job's content: its input, output, title and tags. What the books need
-    stays (status, cost, times, error, ledger entries). Deleting it again changes nothing."""
+    """Wipe a finished job's content: its input, output, title and tags, and then its image
+    object. What the books need stays (status, cost, times, error, ledger entries). Deleting it
+    again changes nothing (but deletes an image object a crash left behind)."""
     ref = _jobs().document(job_id)
 
-    def decide(batch: Batch) -> None:
+    def decide(batch: Batch) -> bool:
         snapshot = _owned(user_id, job_id)
         job = snapshot.to_dict() or {}
+        drawn = job.get("task_type") == "generate_image"
         if job.get("deleted_at") is not None:
-            return
+            return drawn  # its object is deleted again: this repeat may follow a crash after the commit
         if job.get("status") not in FINAL:
             raise Conflict("only a completed, failed or canceled job can be deleted", code="job_not_finished")
         at = now()
@@ -497,8 +501,24 @@ def delete(user_id: str, job_id: str) -> None:
             "updated_at": at,
         }
         batch.update(ref, batch.receipt(ref, wiped), option=unchanged(snapshot))
+        return drawn
 
-    commit_optimistically(decide)
+    if commit_optimistically(decide):
+        from shared import images
+
+        # After the commit: the job no longer points at it. An object left by a crash here is
+        # deleted by a repeated delete, or by the bucket's lifecycle rule at JOB_RETENTION_DAYS.
+        images.delete(images.path_of(user_id, job_id))
+
+
+def image(user_id: str, job_id: str) -> tuple[str, str]:
+    """Where the job's image is stored, and its content type; 404 ``image_not_found`` for a job
+    of this user without one (not an image job, not completed, deleted)."""
+    job = _owned(user_id, job_id).to_dict() or {}
+    stored = (job.get("output") or {}).get("image")
+    if not isinstance(stored, dict) or not isinstance(stored.get("path"), str):
+        raise NotFound("the job has no image", code="image_not_found")
+    return stored["path"], str(stored.get("content_type") or "image/png")
 
 
 def _error(code: str, message: str) -> dict[str, str]:
@@ -699,6 +719,9 @@ def run(job_id: str, provider: Provider) -> str:
         return "failed"
     try:
         output = provider(claim.task_type, claim.input_data, catalog.run_options(known.data))
+        if claim.task_type == "generate_image":
+            # Inside the try: an upload that fails is retried like a failed AI call.
+            output = _stored(job_id, str(known.data["user_id"]), output)
     except RetryableProviderError as exc:
         if claim.attempt >= get_settings().job_max_attempts:
             _finish(job_id, lease_id, "failed", error=_error(exc.code, exc.message), known=known)
@@ -710,6 +733,19 @@ def run(job_id: str, provider: Provider) -> str:
         return "failed"
     done = _finish(job_id, lease_id, "completed", output=output, known=known)
     return "completed" if done is not None else "lease_lost"
+
+
+def _stored(job_id: str, user_id: str, output: dict[str, Any]) -> dict[str, Any]:
+    """An image answer as the job keeps it: the object's path, type and size, never the bytes.
+
+    The upload lands before the final commit, so a completed job's image exists; a retried
+    attempt overwrites the same object (``images.path_of``)."""
+    from shared import images  # the worker's image jobs load google-cloud-storage, no one else
+
+    picture = output.get("image")
+    if not isinstance(picture, images.Picture):
+        return output
+    return {"image": images.put(user_id, job_id, picture)}
 
 
 def _stuck(status: Status, field: str, before: datetime, limit: int, **equal: Any) -> list[Snapshot]:

@@ -16,6 +16,7 @@ from pydantic.json_schema import models_json_schema
 
 from shared import api_keys, auth, batches, catalog, conversations, jobs, reports, sessions, usage, webhooks
 from shared import credits as ledger
+from shared.images import CONTENT_TYPES as IMAGE_TYPES
 from shared.web import ErrorPublic, HealthPublic, PageQuery
 
 API_VERSION = "1.0.0"
@@ -78,6 +79,8 @@ class Operation:
     """Whether a repeat is marked with ``Idempotent-Replayed: true``."""
     description: str = ""
     """More than the summary, when there is more to say."""
+    media_types: tuple[str, ...] = ()
+    """A success body that is not JSON (an image), in any of these types; with ``answer=None``."""
 
 
 def _f(status: int, why: str, *codes: str) -> Failure:
@@ -310,6 +313,27 @@ OPERATIONS: tuple[Operation, ...] = (
             _AUTH,
             _f(404, "No such job of this account.", "job_not_found"),
             _f(409, "The job is queued or running.", "job_not_finished"),
+        ),
+    ),
+    Operation(
+        method="get",
+        path="/jobs/{job_id}/image",
+        operation_id="getJobImage",
+        summary="The image a completed generate_image job made",
+        description=(
+            "The picture's bytes, streamed from Cloud Storage with the content type the model "
+            "answered (the job's `output.image` says which, and its size). Only its owner gets it; "
+            "a job without an image (another task type, not completed, or deleted) is `404 "
+            "image_not_found`."
+        ),
+        tag="jobs",
+        ok=200,
+        answer=None,
+        media_types=IMAGE_TYPES,
+        path_params={"job_id": _ID},
+        failures=(
+            _AUTH,
+            _f(404, "No such job of this account, or it has no image.", "job_not_found", "image_not_found"),
         ),
     ),
     Operation(
@@ -809,6 +833,8 @@ def _operation(op: Operation, keys: Mapping[tuple[Any, Any], dict[str, Any]]) ->
     answer_ref = keys[(op.answer, "serialization")] if op.answer is not None else None
     if answer_ref is not None:
         ok["content"] = {"application/json": {"schema": answer_ref}}
+    elif op.media_types:
+        ok["content"] = {t: {"schema": {"type": "string", "format": "binary"}} for t in op.media_types}
     if op.replay_header:
         ok["headers"] = {"Idempotent-Replayed": {"$ref": "#/components/headers/Idempotent-Replayed"}}
     responses: dict[str, Any] = {str(op.ok): ok}

@@ -284,6 +284,19 @@ class Settings(BaseSettings):
     webhook_sweep_delay_seconds: int = Field(60, gt=0)
     """A webhook delivery still pending this long after it was due is enqueued by the sweeper."""
 
+    images_bucket: str = ""
+    """Cloud Storage bucket of generated images (``images/{user_id}/{job_id}.png``); required in
+    production. Locally the storage emulator's default bucket."""
+
+    storage_emulator_host: str | None = None
+    """``http://host:port`` of the storage emulator; read by google-cloud-storage too. Local only."""
+
+    image_max_bytes: int = Field(20_000_000, gt=0)
+    """Largest generated image the worker stores (base64 answer decoded, or URL answer downloaded)."""
+
+    storage_timeout_seconds: float = Field(10.0, gt=0)
+    """Bound on one Cloud Storage call (the worker's upload runs inside LEASE_GRACE_SECONDS)."""
+
     @property
     def is_local(self) -> bool:
         return self.app_env == "local"
@@ -315,6 +328,7 @@ class Settings(BaseSettings):
         "ai_api_key",
         "ai_base_url",
         "cors_origins",
+        "storage_emulator_host",
         "ai_providers",
         "ai_provider_keys",
         mode="before",
@@ -362,6 +376,8 @@ class Settings(BaseSettings):
         for origin in self.cors_origin_list:
             if not _ORIGIN.fullmatch(origin):
                 raise ValueError(f"CORS_ORIGINS: {origin[:60]!r} is not scheme://host[:port] in lower case")
+        if self.storage_timeout_seconds >= self.lease_grace_seconds:
+            raise ValueError("STORAGE_TIMEOUT_SECONDS must be below LEASE_GRACE_SECONDS")
         if provider_problems := self._provider_problems():
             raise ValueError("; ".join(provider_problems))
         if self.is_local:
@@ -388,11 +404,13 @@ class Settings(BaseSettings):
                 problems.append(f"{name.upper()} is missing")
         if not self.functions_base_url.startswith("https://"):
             problems.append("FUNCTIONS_BASE_URL must be the functions' https:// URL")
-        if self.firestore_emulator_host or self.tasks_emulator_host:
+        if self.firestore_emulator_host or self.tasks_emulator_host or self.storage_emulator_host:
             problems.append("emulator hosts are set")
         if self.firebase_auth_emulator_host:
             # firebase-admin would accept the emulator's unsigned tokens: anyone could sign in.
             problems.append("FIREBASE_AUTH_EMULATOR_HOST is set")
+        if not self.images_bucket:
+            problems.append("IMAGES_BUCKET is missing")
         if not _is_google_certs_url(self.oidc_certs_url):
             # Whoever serves these keys can sign tokens the internal functions accept.
             problems.append(f"OIDC_CERTS_URL must be an https://{_GOOGLE_CERTS_HOST}/ URL")

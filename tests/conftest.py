@@ -225,6 +225,7 @@ def functions_stack(stack: Stack, tmp_path: Path) -> Iterator[Callable[..., Stac
             firestore_port=stack.firestore_port,
             tasks_port=stack.tasks_port,
             auth_port=stack.auth_port,
+            storage_port=stack.storage_port,
             ai_base_url=stack.ai_base_url,
             log_dir=tmp_path / f"functions-{len(started)}",
             worker_secret=stack.worker_secret,

@@ -9,7 +9,8 @@ The real ``openai`` SDK talks to it unchanged::
     fake.stop()
 
 Endpoints: ``POST /v1/chat/completions`` (non-streaming), ``POST /v1/images/generations``,
-``GET /v1/models`` and ``GET /images/fake.png`` (the image the fake URLs point at).
+``GET /v1/models``, ``GET /images/fake.png`` (the image the fake URLs point at) and
+``GET /images/served/{n}.png`` (an ``Image(..., as_url=True)`` step's picture).
 Anything else gets a 404 with an OpenAI-style error body.
 
 Scripted steps are consumed one per chat/images request, in arrival order; once the
@@ -62,6 +63,7 @@ __all__ = [
     "Disconnect",
     "EmptyChoices",
     "FakeOpenAI",
+    "Image",
     "Malformed",
     "Raw",
     "RecordedRequest",
@@ -77,6 +79,7 @@ CHAT_PATH = "/v1/chat/completions"
 IMAGES_PATH = "/v1/images/generations"
 MODELS_PATH = "/v1/models"
 IMAGE_FILE_PATH = "/images/fake.png"
+SERVED_PREFIX = "/images/served/"
 
 # 1x1 transparent PNG, so image URLs and b64_json payloads decode as a real image.
 FAKE_PNG = base64.b64decode(
@@ -154,7 +157,16 @@ class Trickle:
     seconds: float = 6.0
 
 
-Step = Reply | Status | Delay | Malformed | EmptyChoices | Disconnect | Raw | Trickle
+@dataclass(frozen=True)
+class Image:
+    """Answer an images request with ``data`` (any size): in ``b64_json`` as GPT image models
+    always do, or with ``as_url`` as a URL this fake serves itself, as older models did."""
+
+    data: bytes = field(repr=False)
+    as_url: bool = False
+
+
+Step = Reply | Status | Delay | Malformed | EmptyChoices | Disconnect | Raw | Trickle | Image
 
 
 def content_policy_violation(message: str | None = None) -> Status:
@@ -335,6 +347,13 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "GET" and path == IMAGE_FILE_PATH:
             self._send(200, FAKE_PNG, "image/png")
             return
+        if method == "GET" and path.startswith(SERVED_PREFIX):
+            served = self.fake._served.get(path)
+            if served is None:
+                self._send_error(404, f"Invalid URL ({method} {path})")
+            else:
+                self._send(200, served, "image/png")
+            return
         if method != "POST" or path not in (CHAT_PATH, IMAGES_PATH):
             self._send_error(404, f"Invalid URL ({method} {path})")
             return
@@ -370,6 +389,8 @@ class _Handler(BaseHTTPRequestHandler):
             doc = self._answer(path, payload, Reply())
             doc["choices" if path == CHAT_PATH else "data"] = []
             self._send_json(200, doc)
+        elif isinstance(step, Image):
+            self._send_json(200, self._images(payload, Reply(), step))
         elif isinstance(step, Disconnect):
             self._disconnect()
         elif isinstance(step, Trickle):
@@ -438,11 +459,17 @@ class _Handler(BaseHTTPRequestHandler):
             },
         }
 
-    def _images(self, payload: dict[str, Any], reply: Reply) -> dict[str, Any]:
+    def _images(self, payload: dict[str, Any], reply: Reply, picture: Image | None = None) -> dict[str, Any]:
         prompt = str(payload.get("prompt") or "")
         revised = reply.content if reply.content is not None else prompt
         item: dict[str, Any] = {"revised_prompt": revised}
-        if payload.get("response_format") == "b64_json":
+        if picture is not None and picture.as_url:
+            path = f"{SERVED_PREFIX}{self._rid}.png"
+            self.fake._serve(path, picture.data)
+            item["url"] = f"http://127.0.0.1:{self.fake.port}{path}"
+        elif picture is not None:
+            item["b64_json"] = base64.b64encode(picture.data).decode()
+        elif payload.get("response_format") == "b64_json":
             item["b64_json"] = base64.b64encode(FAKE_PNG).decode()
         else:
             item["url"] = f"http://127.0.0.1:{self.fake.port}{IMAGE_FILE_PATH}"
@@ -462,6 +489,7 @@ class FakeOpenAI:
         self._lock = threading.Lock()
         self._steps: deque[Step] = deque()
         self._requests: list[RecordedRequest] = []
+        self._served: dict[str, bytes] = {}
         self._ids = 0
         self._conns: set[socket.socket] = set()
         self._stopping = threading.Event()
@@ -529,6 +557,7 @@ class FakeOpenAI:
         with self._lock:
             self._steps.clear()
             self._requests.clear()
+            self._served.clear()
             self.default_delay = 0.0
             self.models_step = None
 
@@ -554,6 +583,10 @@ class FakeOpenAI:
     def _next_step(self) -> Step | None:
         with self._lock:
             return self._steps.popleft() if self._steps else None
+
+    def _serve(self, path: str, data: bytes) -> None:
+        with self._lock:
+            self._served[path] = data
 
     def _record(self, request: RecordedRequest) -> None:
         with self._lock:

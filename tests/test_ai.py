@@ -10,14 +10,15 @@ from typing import Any, Literal
 
 import pytest
 from conftest import Api, books
-from fake_openai import Delay, FakeOpenAI, Status, Trickle
+from fake_openai import FAKE_PNG, Delay, FakeOpenAI, Image, Status, Trickle
 from pydantic import SecretStr
 
 from scripts.stack import Stack
 from shared import prompts
-from shared.ai import OpenAIProvider
+from shared.ai import OpenAIProvider, may_fetch
 from shared.catalog import DEFAULT_CATALOG
-from shared.errors import PermanentProviderError, ProviderRateLimited, ProviderTimeout
+from shared.errors import BadOutput, PermanentProviderError, ProviderRateLimited, ProviderTimeout
+from shared.images import Picture
 from shared.settings import Settings
 
 
@@ -34,15 +35,55 @@ def provider_for(fake: FakeOpenAI, **changes: Any) -> OpenAIProvider:
 
 
 def test_generate_image_uses_the_images_api(fake_ai: FakeOpenAI) -> None:
+    # The provider passes options as they come: the catalog decides what each model takes.
     output = provider_for(fake_ai)("generate_image", "a red fox", {"size": "512x512", "style": "vivid"})
-    assert output["image_url"].startswith("http://127.0.0.1")
-    sent = fake_ai.requests[-1]
-    assert sent.path.endswith("/images/generations")
+    # A URL answer is downloaded at once (it expires within hours): the worker stores bytes.
+    assert output == {"image": Picture(FAKE_PNG, "image/png")}
+    sent = next(r for r in fake_ai.requests if r.path.endswith("/images/generations"))
     assert (
         sent.body["model"] == "fake-image"
         and sent.body["size"] == "512x512"
         and sent.body["style"] == "vivid"
     )
+
+
+def test_an_image_is_bounded_in_size_and_must_be_one(fake_ai: FakeOpenAI) -> None:
+    big = FAKE_PNG + b"\0" * 5000
+    for as_url in (False, True):
+        fake_ai.script(Image(big, as_url=as_url))
+        with pytest.raises(BadOutput, match="IMAGE_MAX_BYTES"):
+            provider_for(fake_ai, image_max_bytes=4000)("generate_image", "a fox", {})
+    fake_ai.script(Image(b"GIF89a" + b"\0" * 10))
+    assert provider_for(fake_ai)("generate_image", "a fox", {})["image"].content_type == "image/gif"
+    fake_ai.script(Image(b"#!/bin/sh\n"))
+    with pytest.raises(BadOutput, match="not a PNG"):
+        provider_for(fake_ai)("generate_image", "a fox", {})
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("http://127.0.0.1:9/images/1.png", True),  # the provider's own origin (the fake's)
+        ("https://oaidalleapiprodscus.blob.core.windows.net/private/img.png?sig=x", True),
+        ("https://8.8.8.8/img.png", True),
+        ("http://cdn.example.com/img.png", False),  # plain http elsewhere
+        ("http://127.0.0.1:10/img.png", False),  # another port of this host
+        ("http://169.254.169.254/computeMetadata/v1/", False),
+        ("http://metadata.google.internal/computeMetadata/v1/", False),
+        ("https://metadata.google.internal/x", False),
+        ("https://127.0.0.1/x", False),
+        ("https://[::1]/x", False),
+        ("https://10.0.0.5/x", False),
+        ("https://192.168.1.1/x", False),
+        ("https://169.254.169.254/x", False),
+        ("https://localhost/x", False),
+        ("https://user:pw@cdn.example.com/x", False),
+        ("file:///etc/passwd", False),
+        ("https:///nohost", False),
+    ],
+)
+def test_an_image_url_is_fetched_only_from_the_provider_or_public_https(url: str, allowed: bool) -> None:
+    assert may_fetch(url, "http://127.0.0.1:9/v1") is allowed
 
 
 def test_provider_errors_say_whether_to_retry(fake_ai: FakeOpenAI) -> None:

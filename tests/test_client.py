@@ -69,6 +69,7 @@ def _error_body(code: str, message: str = "m") -> dict[str, Any]:
         (404, "report_not_found", errors.ReportNotFound),
         (404, "route_not_found", errors.RouteNotFound),
         (404, "webhook_not_found", errors.WebhookNotFound),
+        (404, "image_not_found", errors.ImageNotFound),
         (405, "method_not_allowed", errors.MethodNotAllowed),
         (409, "username_taken", errors.UsernameTaken),
         (409, "idempotency_key_reused", errors.IdempotencyKeyReused),
@@ -101,6 +102,7 @@ def _error_body(code: str, message: str = "m") -> dict[str, Any]:
         (503, "enqueue_failed", errors.EnqueueFailed),
         (503, "outcome_unknown", errors.OutcomeUnknown),
         (503, "unhealthy", errors.Unhealthy),
+        (503, "storage_unavailable", errors.StorageUnavailable),
     ],
 )
 def test_every_code_has_its_exception(status: int, code: str, cls: type[errors.AijobsError]) -> None:

@@ -131,6 +131,9 @@ PRODUCTION: dict[str, Any] = {
     "functions_base_url": "https://us-central1-project.cloudfunctions.net",
     "firestore_emulator_host": None,
     "tasks_emulator_host": None,
+    "storage_emulator_host": None,
+    "firebase_auth_emulator_host": None,  # the test stack's, when a test before this started it
+    "images_bucket": "project-aijobs-images",
     "worker_secret": None,
 }
 

@@ -550,3 +550,27 @@ def test_dry_run_enables_what_firebase_auth_needs(script: str) -> None:
     binding = next(line for line in lines if "--role=roles/firebaseauth.viewer" in line)
     assert f"--member=serviceAccount:aijobs-functions@{PROJECT}.iam.gserviceaccount.com" in binding
     assert "add this project to Firebase" in script and "sign-in provider" in script
+
+
+def test_dry_run_makes_a_private_images_bucket_with_job_retention(script: str) -> None:
+    """Generated images: a private bucket whose lifecycle rule matches the jobs' TTL, and the
+    functions' account may manage its objects, on that bucket only."""
+    lines = commands(script)
+    bucket = f"gs://{PROJECT}-aijobs-images"
+    made = next(line for line in lines if f"gcloud storage buckets describe {bucket} " in line)
+    for flag in ("--uniform-bucket-level-access", "--public-access-prevention", f"--location={REGION}"):
+        assert flag in made, flag
+    assert f"gcloud storage buckets update {bucket} " in made, "a second run updates the bucket"
+    assert "--soft-delete-duration=0" in made, "a deleted job's image is gone at once"
+    rule = next(line for line in lines if "--lifecycle-file=/dev/stdin" in line)
+    assert json.loads(shlex.split(rule)[2]) == {
+        "rule": [{"action": {"type": "Delete"}, "condition": {"age": deploy.JOB_RETENTION_DAYS}}]
+    }
+    binding = next(line for line in lines if "--role=roles/storage.objectAdmin" in line)
+    assert binding.startswith(f"gcloud storage buckets add-iam-policy-binding {bucket} ")
+    assert f"--member=serviceAccount:aijobs-functions@{PROJECT}.iam.gserviceaccount.com" in binding
+    assert not [line for line in lines if "projects add-iam-policy-binding" in line and "storage" in line]
+    worker = deploy_line(lines, "worker")
+    assert f"IMAGES_BUCKET={PROJECT}-aijobs-images" in worker
+    assert f"JOB_RETENTION_DAYS={deploy.JOB_RETENTION_DAYS}" in worker
+    assert "storage.googleapis.com" in next(line for line in lines if "gcloud services enable" in line)

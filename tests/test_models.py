@@ -119,6 +119,8 @@ def test_the_catalog_lists_models_prices_and_what_this_deployment_can_run(
     assert sorted(listed) == ["chat", "generate_image", "generate_text", "summarize", "translate"]
     summarize = listed["summarize"]
     assert summarize["default_model"] == "small"
+    # Each model lists what it takes: here the task type's options, as none has its own.
+    assert all(list(m.pop("options")) == ["max_words"] for m in summarize["models"])
     assert summarize["models"] == [
         {"id": "small", "cost": 1, "available": True, "description": "Fast and cheap"},
         {"id": "remote", "cost": 2, "available": False, "description": None},
@@ -199,7 +201,7 @@ def test_a_catalog_in_the_shape_before_models_still_sells(
     listed = {t["task_type"]: t for t in api.call("GET", "/catalog").json()["task_types"]}
     assert listed["summarize"]["default_model"] == "standard"
     assert listed["summarize"]["models"] == [
-        {"id": "standard", "cost": 2, "available": True, "description": None}
+        {"id": "standard", "cost": 2, "available": True, "description": None, "options": {}}
     ]
     accepted = api.submit(token, "summarize", "Old shape, new code.", {"model": "standard"})
     assert accepted.status_code == 202 and accepted.json()["cost"] == 2, accepted.text

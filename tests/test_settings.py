@@ -18,6 +18,7 @@ PRODUCTION: dict[str, Any] = {
     "tasks_service_account": "tasks@project.iam.gserviceaccount.com",
     "scheduler_service_account": "scheduler@project.iam.gserviceaccount.com",
     "functions_base_url": "https://us-central1-project.cloudfunctions.net",
+    "images_bucket": "project-aijobs-images",
 }
 
 
@@ -28,6 +29,7 @@ def _no_local_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "FIRESTORE_EMULATOR_HOST",
         "TASKS_EMULATOR_HOST",
         "FIREBASE_AUTH_EMULATOR_HOST",
+        "STORAGE_EMULATOR_HOST",
         "WORKER_SECRET",
         "JWT_SECRET",
         "AI_API_KEY",
@@ -51,6 +53,8 @@ def test_production_settings_start_when_complete() -> None:
         ({"worker_secret": "s" * 40}, "WORKER_SECRET is for the local stack"),
         ({"tasks_service_account": None}, "TASKS_SERVICE_ACCOUNT is missing"),
         ({"firestore_emulator_host": "127.0.0.1:8081"}, "emulator hosts are set"),
+        ({"storage_emulator_host": "http://127.0.0.1:9023"}, "emulator hosts are set"),
+        ({"images_bucket": ""}, "IMAGES_BUCKET is missing"),
         ({"functions_base_url": "http://127.0.0.1:8080"}, "FUNCTIONS_BASE_URL must be"),
         ({"scheduler_service_account": None}, "SCHEDULER_SERVICE_ACCOUNT is missing"),
     ],

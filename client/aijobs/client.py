@@ -250,6 +250,12 @@ class Client:
         timeout = self.timeout if not wait else max(self.timeout, wait + _WAIT_SLACK_SECONDS)
         return cast(Job, self._call("GET", f"/jobs/{_segment(job_id)}", params=params, timeout=timeout))
 
+    def get_image(self, job_id: str) -> bytes:
+        """The picture a completed ``generate_image`` job made, as its bytes (its content type is
+        the job's ``output.image.content_type``); ``ImageNotFound`` for a job without one."""
+        path = f"/jobs/{_segment(job_id)}/image"
+        return cast(bytes, self._call("GET", path, headers={"Accept": "image/*"}))
+
     def wait(
         self,
         job_id: str,
@@ -487,6 +493,8 @@ class Client:
             )
             error.__cause__ = exc
             return None, error
+        if response.is_success and response.headers.get("content-type", "").startswith("image/"):
+            return response.content, None  # get_image: the picture's bytes, never decoded
         try:
             decoded = response.json() if response.content else None
         except (json.JSONDecodeError, UnicodeDecodeError):

@@ -318,6 +318,12 @@ class ConversationNotFound(NotFound):
     error_code = "conversation_not_found"
 
 
+class ImageNotFound(NotFound):
+    """The job is the caller's but has no image (another task type, not completed, or deleted)."""
+
+    error_code = "image_not_found"
+
+
 # 405
 class MethodNotAllowed(AijobsError):
     error_code, http_status = "method_not_allowed", 405
@@ -512,6 +518,12 @@ class Unhealthy(Unavailable):
     """``GET /health``: a dependency is down; ``body["checks"]`` names which."""
 
     error_code = "unhealthy"
+
+
+class StorageUnavailable(Unavailable):
+    """Cloud Storage did not answer (an image download, or a job delete's image: retry the delete)."""
+
+    error_code = "storage_unavailable"
 
 
 class CatalogInvalid(Unavailable):
