@@ -1,0 +1,1 @@
+"""The deploy, by concern: spec (what), model (steps and plans), bundle, plan, runner, cli."""
