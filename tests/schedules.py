@@ -37,6 +37,7 @@ SIM_ENV = {
     # the sweeper sends unsent jobs after a second and fails jobs whose tasks were lost.
     "AI_TIMEOUT_SECONDS": "0.3",
     "LEASE_GRACE_SECONDS": "0.3",
+    "STORAGE_TIMEOUT_SECONDS": "0.2",  # an image's upload must fit in the lease's grace
     "OUTBOX_DELAY_SECONDS": "1",
     "QUEUED_TIMEOUT_SECONDS": "6",
     "JOB_MAX_ATTEMPTS": "3",

@@ -29,6 +29,7 @@ def test_kill_9_mid_burst_then_restart_and_sweep(stack: Stack, fake_ai: FakeOpen
         **stack.extra_env,
         "AI_TIMEOUT_SECONDS": "1",
         "LEASE_GRACE_SECONDS": "1",
+        "STORAGE_TIMEOUT_SECONDS": "0.5",  # an image's upload must fit in the lease's grace
         "OUTBOX_DELAY_SECONDS": "1",
     }
 
