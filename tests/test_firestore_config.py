@@ -552,9 +552,10 @@ def shared_query_sites() -> set[str]:
     """Functions in shared/ whose source builds a query (``.where(``, ``.order_by(``,
     ``.collection_group(``), named as the stack frames name them."""
     sites = set()
-    for path in sorted((ROOT / "shared").glob("*.py")):
+    for path in sorted((ROOT / "shared").rglob("*.py")):  # packages too (credits/, webhooks/)
         tree = ast.parse(path.read_text(), filename=str(path))
-        module = f"shared.{path.stem}"
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
         def visit(node: ast.AST, owner: str, in_function: bool, module: str = module) -> None:
             for child in ast.iter_child_nodes(node):
@@ -593,7 +594,9 @@ class Capture:
         while frame is not None:
             if frame.f_code.co_filename.startswith(shared):
                 qualname = frame.f_code.co_qualname.split(".<locals>.")[0]
-                callers.add(f"shared.{Path(frame.f_code.co_filename).stem}.{qualname}")
+                parts = Path(frame.f_code.co_filename).relative_to(ROOT).with_suffix("").parts
+                module = parts[:-1] if parts[-1] == "__init__" else parts  # as shared_query_sites names it
+                callers.add(".".join([*module, qualname]))
             frame = frame.f_back
         self.seen.setdefault(shape, set()).update(callers)
 
