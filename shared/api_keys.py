@@ -32,7 +32,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
-from shared.db import Batch, Snapshot, client, commit_optimistically, now, put, unchanged
+from shared.db import Batch, Snapshot, client, commit_optimistically, newest_first, now, put, unchanged
 from shared.errors import InvalidRequest, NotFound, Unauthenticated
 from shared.settings import get_settings
 
@@ -145,15 +145,7 @@ def create(user_id: str, body: ApiKeyCreate) -> ApiKeySecret:
 
 def list_for(user_id: str, limit: int, cursor: str | None) -> ApiKeyPage:
     """A page of the user's keys, newest first; ``cursor`` is the last id of the previous page."""
-    query = _keys(user_id).order_by("created_at", direction=firestore.Query.DESCENDING)
-    query = query.order_by("__name__", direction=firestore.Query.DESCENDING)
-    if cursor:
-        try:
-            query = query.start_after(_owned(user_id, cursor))
-        except NotFound:
-            raise InvalidRequest("unknown cursor", code="invalid_cursor") from None
-    docs = list(query.limit(limit + 1).stream())
-    shown = docs[:limit]
+    shown, more = newest_first(_keys(user_id), limit, cursor, lambda key_id: _owned(user_id, key_id))
     # last_used_at lives on the lookup, which verify already reads: one batched read for the page.
     lookups = client().get_all([_lookups().document(d.get("key_hash")) for d in shown])
     used = {s.id: (s.to_dict() or {}).get("last_used_at") for s in lookups if s.exists}
@@ -167,7 +159,7 @@ def list_for(user_id: str, limit: int, cursor: str | None) -> ApiKeyPage:
         )
         for d in shown
     ]
-    return ApiKeyPage(api_keys=found, next_cursor=found[-1].id if len(docs) > limit else None)
+    return ApiKeyPage(api_keys=found, next_cursor=found[-1].id if more else None)
 
 
 def delete(user_id: str, key_id: str) -> None:

@@ -36,7 +36,7 @@ from google.cloud import firestore
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared import credits, jobs, usage
-from shared.db import Batch, Snapshot, client, commit_optimistically, now, unchanged
+from shared.db import Batch, Snapshot, client, commit_optimistically, newest_first, now, unchanged
 from shared.errors import AppError, Conflict, InvalidRequest, NotFound, Unavailable
 from shared.jobs import JobCreate
 from shared.settings import get_settings
@@ -286,17 +286,9 @@ def _counts(batch_id: str) -> dict[str, int]:
 def list_for(user_id: str, limit: int, cursor: str | None) -> BatchPage:
     """A page of the user's batches, newest first; ``cursor`` is the last batch id of the previous page."""
     query = _batches().where(filter=firestore.FieldFilter("user_id", "==", user_id))
-    query = query.order_by("created_at", direction=firestore.Query.DESCENDING)
-    query = query.order_by("__name__", direction=firestore.Query.DESCENDING)
-    if cursor:
-        try:
-            last = _owned(user_id, cursor)
-        except NotFound:
-            raise InvalidRequest("unknown cursor", code="invalid_cursor") from None
-        query = query.start_after(last)
-    docs = list(query.limit(limit + 1).stream())
-    found = [_summary(d) for d in docs[:limit]]
-    return BatchPage(batches=found, next_cursor=found[-1].batch_id if len(docs) > limit else None)
+    docs, more = newest_first(query, limit, cursor, lambda batch_id: _owned(user_id, batch_id))
+    found = [_summary(d) for d in docs]
+    return BatchPage(batches=found, next_cursor=found[-1].batch_id if more else None)
 
 
 def cancel(user_id: str, batch_id: str) -> BatchCanceled:

@@ -62,7 +62,7 @@ from google.cloud import firestore
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared import catalog, credits, jobs
-from shared.db import Batch, Snapshot, client, commit_optimistically, now, put, unchanged
+from shared.db import Batch, Snapshot, client, commit_optimistically, newest_first, now, put, unchanged
 from shared.errors import (
     AppError,
     Conflict,
@@ -250,17 +250,9 @@ def create(user_id: str, body: ConversationCreate) -> ConversationPublic:
 def list_for(user_id: str, limit: int, cursor: str | None) -> tuple[list[ConversationPublic], str | None]:
     """A page of the user's conversations, newest first; ``cursor`` is the last id of the previous page."""
     query = _conversations().where(filter=firestore.FieldFilter("user_id", "==", user_id))
-    query = query.order_by("created_at", direction=firestore.Query.DESCENDING)
-    query = query.order_by("__name__", direction=firestore.Query.DESCENDING)
-    if cursor:
-        try:
-            last = _owned(user_id, cursor)
-        except NotFound:
-            raise InvalidRequest("unknown cursor", code="invalid_cursor") from None
-        query = query.start_after(last)
-    docs = list(query.limit(limit + 1).stream())
-    found = [_public(d) for d in docs[:limit]]
-    return found, (found[-1].conversation_id if len(docs) > limit else None)
+    docs, more = newest_first(query, limit, cursor, lambda conversation_id: _owned(user_id, conversation_id))
+    found = [_public(d) for d in docs]
+    return found, (found[-1].conversation_id if more else None)
 
 
 def get(user_id: str, conversation_id: str) -> ConversationDetail:

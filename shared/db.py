@@ -40,7 +40,7 @@ from google.api_core import retry as retries
 from google.cloud import firestore
 
 from shared import metering
-from shared.errors import OutcomeUnknown, Unavailable
+from shared.errors import InvalidRequest, NotFound, OutcomeUnknown, Unavailable
 from shared.settings import get_settings
 
 T = TypeVar("T")
@@ -167,6 +167,23 @@ class Batch(firestore.WriteBatch):
         results = self.commit(retry=retry, timeout=settings.firestore_timeout_seconds)
         if self.receipt_ref is not None:
             self.receipt_time = results[self._receipt_index].update_time
+
+
+def newest_first(
+    query: Any, limit: int, cursor: str | None, find: Callable[[str], Snapshot]
+) -> tuple[list[Snapshot], bool]:
+    """A page of ``query``, newest first (``created_at``, then the id, so the order is total),
+    after the document ``cursor`` names, and whether more follow. ``find(cursor)`` reads that
+    document and raises ``NotFound`` unless it is the caller's: ``422 invalid_cursor``."""
+    query = query.order_by("created_at", direction=firestore.Query.DESCENDING)
+    query = query.order_by("__name__", direction=firestore.Query.DESCENDING)
+    if cursor:
+        try:
+            query = query.start_after(find(cursor))
+        except NotFound:
+            raise InvalidRequest("unknown cursor", code="invalid_cursor") from None
+    docs = list(query.limit(limit + 1).stream())
+    return docs[:limit], len(docs) > limit
 
 
 def put(batch: firestore.WriteBatch, snapshot: Snapshot, data: dict[str, Any]) -> None:

@@ -58,7 +58,7 @@ from google.cloud import firestore
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from shared import catalog, credits, limits, logs, usage
-from shared.db import Batch, Snapshot, client, commit_optimistically, now, put, unchanged
+from shared.db import Batch, Snapshot, client, commit_optimistically, newest_first, now, put, unchanged
 from shared.errors import (
     Conflict,
     InvalidRequest,
@@ -436,17 +436,9 @@ def list_for(
             query = query.where(filter=firestore.FieldFilter("task_type", "==", filters.task_type))
         if filters.tag is not None:
             query = query.where(filter=firestore.FieldFilter("tags", "array_contains", filters.tag))
-    query = query.order_by("created_at", direction=firestore.Query.DESCENDING)
-    query = query.order_by("__name__", direction=firestore.Query.DESCENDING)
-    if cursor:
-        try:
-            last = _owned(user_id, cursor)
-        except NotFound:
-            raise InvalidRequest("unknown cursor", code="invalid_cursor") from None
-        query = query.start_after(last)
-    docs = list(query.limit(limit + 1).stream())
-    jobs = [_public(d) for d in docs[:limit]]
-    return jobs, (jobs[-1].job_id if len(docs) > limit else None)
+    docs, more = newest_first(query, limit, cursor, lambda job_id: _owned(user_id, job_id))
+    jobs = [_public(d) for d in docs]
+    return jobs, (jobs[-1].job_id if more else None)
 
 
 def cancel(user_id: str, job_id: str) -> JobPublic:

@@ -15,8 +15,8 @@ from typing import Any, Literal
 from google.cloud import firestore
 from pydantic import BaseModel
 
-from shared.db import client
-from shared.errors import InvalidRequest
+from shared.db import Snapshot, client, newest_first
+from shared.errors import NotFound
 
 EntryType = Literal["grant", "adjustment", "charge", "refund"]
 
@@ -48,13 +48,13 @@ def entry(type_: EntryType, amount: int, job_id: str | None, at: datetime) -> di
 
 def history(user_id: str, limit: int, cursor: str | None) -> tuple[list[LedgerEntryPublic], str | None]:
     """A page of the ledger, newest first; ``cursor`` is the last entry id of the previous page."""
-    query = entries(user_id).order_by("created_at", direction=firestore.Query.DESCENDING)
-    query = query.order_by("__name__", direction=firestore.Query.DESCENDING)
-    if cursor:
-        last = entries(user_id).document(cursor).get()
+
+    def find(entry_id: str) -> Snapshot:
+        last = entries(user_id).document(entry_id).get()
         if not last.exists:
-            raise InvalidRequest("unknown cursor", code="invalid_cursor")
-        query = query.start_after(last)
-    docs = list(query.limit(limit + 1).stream())
-    page = [LedgerEntryPublic(id=d.id, **(d.to_dict() or {})) for d in docs[:limit]]
-    return page, (page[-1].id if len(docs) > limit else None)
+            raise NotFound("no such entry")
+        return last
+
+    docs, more = newest_first(entries(user_id), limit, cursor, find)
+    page = [LedgerEntryPublic(id=d.id, **(d.to_dict() or {})) for d in docs]
+    return page, (page[-1].id if more else None)

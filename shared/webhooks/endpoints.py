@@ -13,7 +13,7 @@ from typing import Any
 
 from google.cloud import firestore
 
-from shared.db import Batch, Snapshot, client, commit_optimistically, now, put, unchanged
+from shared.db import Batch, Snapshot, client, commit_optimistically, newest_first, now, put, unchanged
 from shared.errors import InvalidRequest, NotFound
 from shared.settings import get_settings
 from shared.webhooks.addresses import Refused, Resolver, check_url, system_resolver
@@ -124,16 +124,11 @@ def get(user_id: str, webhook_id: str) -> WebhookPublic:
 
 def list_for(user_id: str, limit: int, cursor: str | None) -> WebhookPage:
     """A page of the user's endpoints, newest first; ``cursor`` is the last id of the previous page."""
-    query = _endpoints(user_id).order_by("created_at", direction=firestore.Query.DESCENDING)
-    query = query.order_by("__name__", direction=firestore.Query.DESCENDING)
-    if cursor:
-        try:
-            query = query.start_after(_owned(user_id, cursor))
-        except NotFound:
-            raise InvalidRequest("unknown cursor", code="invalid_cursor") from None
-    docs = list(query.limit(limit + 1).stream())
-    found = [_public(d) for d in docs[:limit]]
-    return WebhookPage(webhooks=found, next_cursor=found[-1].id if len(docs) > limit else None)
+    docs, more = newest_first(
+        _endpoints(user_id), limit, cursor, lambda webhook_id: _owned(user_id, webhook_id)
+    )
+    found = [_public(d) for d in docs]
+    return WebhookPage(webhooks=found, next_cursor=found[-1].id if more else None)
 
 
 def delete(user_id: str, webhook_id: str) -> None:
@@ -185,16 +180,16 @@ def deliveries(user_id: str, webhook_id: str, limit: int, cursor: str | None) ->
     """A page of the endpoint's deliveries, newest first."""
     _owned(user_id, webhook_id)
     query = _deliveries().where(filter=firestore.FieldFilter("webhook_id", "==", webhook_id))
-    query = query.order_by("created_at", direction=firestore.Query.DESCENDING)
-    query = query.order_by("__name__", direction=firestore.Query.DESCENDING)
-    if cursor:
-        last = _deliveries().document(cursor).get() if DELIVERY_ID.fullmatch(cursor) else None
+
+    def find(delivery_id: str) -> Snapshot:
+        last = _deliveries().document(delivery_id).get() if DELIVERY_ID.fullmatch(delivery_id) else None
         if last is None or not last.exists or last.get("webhook_id") != webhook_id:
-            raise InvalidRequest("unknown cursor", code="invalid_cursor")
-        query = query.start_after(last)
-    docs = list(query.limit(limit + 1).stream())
-    found = [_delivery_public(d) for d in docs[:limit] if d.get("user_id") == user_id]
-    return DeliveryPage(deliveries=found, next_cursor=docs[limit - 1].id if len(docs) > limit else None)
+            raise NotFound("no such delivery")
+        return last
+
+    docs, more = newest_first(query, limit, cursor, find)
+    found = [_delivery_public(d) for d in docs if d.get("user_id") == user_id]
+    return DeliveryPage(deliveries=found, next_cursor=docs[-1].id if more else None)
 
 
 def _delivery_public(snapshot: Snapshot) -> DeliveryPublic:
