@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from scripts.stack import ROOT, Stack, StackError
+from scripts.stack import ROOT, ConsoleServer, Stack, StackError, console_config, free_port, port_in_use
 
 WORKER_SECRET_HEADER = "X-Aijobs-Worker-Secret"  # = shared.internal_auth.WORKER_SECRET_HEADER
 SWEEP_SECONDS = 60.0
@@ -30,6 +30,9 @@ def _ports() -> dict[str, int]:
         "auth": int(os.environ.get("AUTH_PORT", emulators["auth"]["port"])),
         "model": int(os.environ.get("MODEL_PORT", 8090)),
         "storage": int(os.environ.get("STORAGE_PORT", 9023)),
+        # The web console: Firebase Hosting's emulator port (the static server stands in for it);
+        # unset and taken (another stack's console), any free one: the banner prints it.
+        "console": int(os.environ.get("CONSOLE_PORT") or (5000 if not port_in_use(5000) else free_port())),
     }
 
 
@@ -94,20 +97,24 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     secret_file = run / "internal-secret"
     stop_sweeping = threading.Event()
+    console: ConsoleServer | None = None
     try:
         print(
             "==> starting Firestore emulator, Cloud Tasks emulator, Firebase Auth emulator"
             + (", local model server" if ai_base_url is None else "")
-            + ", functions"
+            + ", functions, web console"
         )
         stack.start()
         # scripts/report calls the scheduled functions the way Cloud Scheduler would.
         secret_file.touch(mode=0o600)
         secret_file.write_text(stack.worker_secret)
         base = stack.base_url
+        config = console_config(base, f"127.0.0.1:{stack.auth_port}")
+        console = ConsoleServer(config, port=ports["console"]).start()
         print(
             f"""
 aijobs is running (logs in {(run / "logs").relative_to(ROOT)}/):
+  web console      {console.url}/   (web/, config.json generated for this stack)
   functions        {base}/<function>   ({", ".join(_function_names())})
   Firestore        127.0.0.1:{stack.firestore_port}  (emulator, data from emulator-export/)
   Cloud Tasks      127.0.0.1:{stack.tasks_port}  (emulator, queues {stack.queue}, {stack.webhook_queue})
@@ -141,6 +148,8 @@ sweep_jobs runs every {SWEEP_SECONDS:.0f} s, as Cloud Scheduler would run it. Ct
         return 1
     finally:
         stop_sweeping.set()
+        if console is not None:
+            console.stop()
         stack.stop()
         secret_file.unlink(missing_ok=True)
 

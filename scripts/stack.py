@@ -1,5 +1,6 @@
 """Start and stop the local stack: Firestore emulator, Cloud Tasks emulator, Firebase Auth
-emulator, local model server and the functions server. Used by ``scripts/dev`` and the tests.
+emulator, local model server and the functions server; and serve the web console (``web/``).
+Used by ``scripts/dev`` and the tests.
 
 Every child runs in its own session, is remembered by PID and stopped by that
 PID (SIGTERM, then SIGKILL), so nothing is left holding a port.
@@ -7,6 +8,7 @@ PID (SIGTERM, then SIGKILL), so nothing is left holding a port.
 
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import os
@@ -15,11 +17,15 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRESTORE_JAR = Path(
@@ -30,6 +36,7 @@ FIREBASE_CLI = ROOT / "node_modules" / ".bin" / "firebase"  # firebase-tools, pi
 PROJECT = "demo-aijobs"
 IMAGES_BUCKET = "demo-aijobs-images"  # the storage emulator's default bucket, made at its start
 DEV_JWT_SECRET = "dev-only-jwt-secret-not-for-production-use"  # = shared.settings.DEV_JWT_SECRET
+WEB_DIR = ROOT / "web"
 
 
 # What every child inherits: enough to run programs, find the locale, a temp dir and Java.
@@ -368,3 +375,120 @@ class Stack:
         urllib.request.urlopen(
             urllib.request.Request(url, body, {"Content-Type": "application/json"}), timeout=30
         )
+
+
+def console_config(api_base_url: str, auth_emulator: str | None) -> dict[str, Any]:
+    """The web console's ``config.json``: where the API is, and where Firebase sign-in goes.
+    ``auth_emulator`` is the Auth emulator's ``host:port``, which serves Google's two REST
+    APIs under their host names as path prefixes (any API key does)."""
+    firebase = None
+    if auth_emulator is not None:
+        firebase = {
+            "api_key": "local-emulator",
+            "identity_toolkit_url": f"http://{auth_emulator}/identitytoolkit.googleapis.com",
+            "secure_token_url": f"http://{auth_emulator}/securetoken.googleapis.com",
+        }
+    return {"api_base_url": api_base_url, "firebase": firebase}
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def content_security_policy(config: dict[str, Any]) -> str:
+    """What the console's pages may load or call: its own files, the API and Firebase sign-in,
+    nothing else. The browser enforces it, so a stray third-party URL fails loudly."""
+    connect = ["'self'", _origin(config["api_base_url"])]
+    firebase = config.get("firebase") or {}
+    connect += sorted(
+        {_origin(firebase[k]) for k in ("identity_toolkit_url", "secure_token_url") if k in firebase}
+    )
+    return (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
+        f"connect-src {' '.join(dict.fromkeys(connect))}; manifest-src 'self'; "
+        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+
+
+class _ConsoleHandler(SimpleHTTPRequestHandler):
+    """``web/`` as files, ``/config.json`` generated, every answer with the console's headers."""
+
+    config: bytes = b"{}"
+    policy: str = ""
+    extensions_map = {  # noqa: RUF012 (a base class attribute, as the standard library declares it)
+        **SimpleHTTPRequestHandler.extensions_map,
+        ".js": "text/javascript",
+        ".json": "application/json",
+        ".svg": "image/svg+xml",
+        ".css": "text/css",
+    }
+
+    def do_GET(self) -> None:
+        if urlsplit(self.path).path == "/config.json":
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(self.config)))
+            self.end_headers()
+            self.wfile.write(self.config)
+            return
+        super().do_GET()
+
+    def end_headers(self) -> None:
+        # As firebase.json's hosting headers say for production (there connect-src is wider).
+        self.send_header("Content-Security-Policy", self.policy)
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Referrer-Policy", "no-referrer")
+        self.send_header("Cache-Control", "no-cache")
+        super().end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # a page load is a dozen requests: the terminal stays readable
+
+
+@dataclass
+class ConsoleServer:
+    """The web console on loopback: a static server standing in for Firebase Hosting, in this
+    process (a thread), so it stops with whoever started it."""
+
+    config: dict[str, Any]
+    port: int = 0
+    host: str = "127.0.0.1"
+    _server: ThreadingHTTPServer | None = None
+    _thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> ConsoleServer:
+        if not (WEB_DIR / "index.html").exists():
+            raise StackError(f"the web console is missing: {WEB_DIR}/index.html")
+        handler = type(
+            "ConsoleHandler",
+            (_ConsoleHandler,),
+            {"config": json.dumps(self.config).encode(), "policy": content_security_policy(self.config)},
+        )
+        try:
+            server = ThreadingHTTPServer(
+                (self.host, self.port), functools.partial(handler, directory=str(WEB_DIR))
+            )
+        except OSError as exc:
+            raise StackError(f"the web console cannot listen on {self.host}:{self.port}: {exc}") from None
+        server.daemon_threads = True
+        self.port = int(server.server_address[1])
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
