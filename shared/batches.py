@@ -1,9 +1,10 @@
 """Batches: up to ``MAX_JOBS`` jobs accepted, charged and canceled as one (the OpenAI Batch API).
 
-Documents: ``batches/{batch_id}``: ``{user_id, job_ids, jobs, cost, shard, request_hash,
-created_at, canceled_at, cancel_pending, expires_at}``. Its jobs are ordinary ``jobs/{id}``
-documents with ``batch_id``, run one by one through the queue like any job (so within the
-queue's dispatch rate, which is set for the AI provider's rate limit).
+Documents: ``batches/{batch_id}``: ``{user_id, team_id, member_username, job_ids, jobs, cost,
+shard, request_hash, created_at, canceled_at, cancel_pending, expires_at}``; a batch with
+``team_id`` is charged to (and refunded to) that team, its total within the member's limits.
+Its jobs are ordinary ``jobs/{id}`` documents with ``batch_id``, run one by one through the
+queue like any job (so within the queue's dispatch rate, set for the AI provider's rate limit).
 
 - **All or nothing.** Every item is checked (catalog, options, input size) before anything is
   written: an invalid one is ``422`` naming its index, a balance that cannot pay the whole
@@ -33,12 +34,12 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from google.cloud import firestore
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared import credits, jobs, usage
 from shared.db import Batch, Snapshot, client, commit_optimistically, newest_first, now, unchanged
 from shared.errors import AppError, Conflict, InvalidRequest, NotFound, Unavailable
-from shared.jobs import JobCreate
+from shared.jobs import JobCreate, TeamId
 from shared.settings import get_settings
 
 logger = logging.getLogger("aijobs.batches")
@@ -70,6 +71,14 @@ class BatchCreate(BaseModel):
     )
 
     jobs: list[JobCreate] = Field(min_length=1, max_length=MAX_JOBS)
+    team_id: TeamId | None = None
+    """Charge the whole batch to this team's pool (the caller must be a member)."""
+
+    @model_validator(mode="after")
+    def _team_on_batch(self) -> BatchCreate:
+        if any(job.team_id is not None for job in self.jobs):
+            raise ValueError("set team_id on the batch, not on its jobs")
+        return self
 
 
 class BatchAccepted(BaseModel):
@@ -163,8 +172,9 @@ def _priced(order: BatchCreate) -> list[Any]:
 def create(user_id: str, order: BatchCreate, key: str | None, enqueue: jobs.Enqueue) -> BatchAccepted:
     """Charge and queue every job of ``order``, or nothing (see the module docstring)."""
     choices = _priced(order)
-    bodies = [job.model_dump(mode="json") for job in order.jobs]
-    request_hash = hashlib.sha256(json.dumps(bodies, sort_keys=True).encode()).hexdigest()
+    bodies = [jobs.request_body(job) for job in order.jobs]
+    hashed: Any = bodies if order.team_id is None else {"team_id": order.team_id, "jobs": bodies}
+    request_hash = hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()
     if key is not None:
         jobs.check_idempotency_key(key)
         batch_id = hashlib.sha256(f"{user_id}\n{key}".encode()).hexdigest()[:32]
@@ -173,7 +183,8 @@ def create(user_id: str, order: BatchCreate, key: str | None, enqueue: jobs.Enqu
     ref = _batches().document(batch_id)
     job_ids = [uuid.uuid4().hex for _ in bodies]
     total = sum(choice.cost for choice in choices)
-    balance = credits.balance(user_id)
+    payer = jobs.payer_of(user_id, order.team_id)
+    balance = credits.balance(payer)
 
     def decide(batch: Batch) -> BatchAccepted | None:
         at = now()
@@ -188,19 +199,24 @@ def create(user_id: str, order: BatchCreate, key: str | None, enqueue: jobs.Enqu
                 return BatchAccepted(
                     batch_id=batch_id, job_ids=seen.get("job_ids"), cost=total, credits=balance, replayed=True
                 )
-        shard = credits.stage_batch_charge(batch, user_id, total, batch_id, at, credits.width(balance))
-        usage.stage_batch_submitted(
-            batch,
-            user_id,
-            [(j.task_type, c.cost) for j, c in zip(order.jobs, choices, strict=True)],
-            at,
-            shard,
-        )
+        by, links = None, {"batch_id": batch_id}
+        if order.team_id:
+            from shared import teams  # only a team's batch needs it
+
+            by = teams.stage_member_charge(batch, order.team_id, user_id, total, at)  # 404, 402 past a limit
+            links |= {"team_id": order.team_id, "member_username": by["username"]}
+        shard = credits.stage_batch_charge(batch, payer, total, batch_id, at, credits.width(balance), by)
+        costs = [(j.task_type, c.cost) for j, c in zip(order.jobs, choices, strict=True)]
+        usage.stage_batch_submitted(batch, user_id, costs, at, shard)
+        if order.team_id and by:
+            teams.stage_charged(batch, order.team_id, by, costs, at, shard)
         for job_id, body, choice in zip(job_ids, bodies, choices, strict=True):
-            document = jobs.new_job(user_id, body, choice, at, shard, {"batch_id": batch_id})
+            document = jobs.new_job(user_id, body, choice, at, shard, links)
             batch.create(jobs.collection().document(job_id), document)
         record = {
             "user_id": user_id,
+            "team_id": order.team_id,
+            "member_username": by["username"] if by else None,
             "job_ids": job_ids,
             "jobs": len(job_ids),
             "cost": total,
@@ -325,10 +341,11 @@ def settle(batch_id: str) -> tuple[int, int]:
         if not record.get("cancel_pending"):
             return 0, 0
         at = now()
-        user_id, shard = record["user_id"], int(record.get("shard") or 0)
+        user_id, shard, team_id = record["user_id"], int(record.get("shard") or 0), record.get("team_id")
         queued = jobs.collection().where(filter=firestore.FieldFilter("batch_id", "==", batch_id))
         queued = queued.where(filter=firestore.FieldFilter("status", "==", "queued"))
         refunds: dict[str, int] = {}
+        each: list[tuple[str, int]] = []
         by_type: Counter[str] = Counter()
         costs: Counter[str] = Counter()
         created_at: datetime | None = None
@@ -337,16 +354,22 @@ def settle(batch_id: str) -> tuple[int, int]:
             changes = {"status": "canceled", "updated_at": at, "lease_id": None, "lease_expires_at": None}
             batch.update(job.reference, changes, option=unchanged(job))
             refunds[job.id] = data["cost"]
+            each.append((data["task_type"], data["cost"]))
             by_type[data["task_type"]] += 1
             costs[data["task_type"]] += data["cost"]
             created_at = data["created_at"]
         if refunds:
             assert created_at is not None  # every job of a batch was created in its one commit
-            credits.stage_batch_refund(batch, user_id, refunds, at, shard)
+            by = {"user_id": user_id, "username": record.get("member_username") or ""} if team_id else None
+            credits.stage_batch_refund(batch, jobs.payer_of(user_id, team_id), refunds, at, shard, by)
             for task_type, n in by_type.items():
                 usage.stage_refunded(
                     batch, user_id, task_type, "canceled", costs[task_type], created_at, shard, jobs=n
                 )
+            if team_id:
+                from shared import teams
+
+                teams.stage_refunded(batch, team_id, user_id, each, "canceled", created_at, shard)
         batch.update(ref, batch.receipt(ref, {"cancel_pending": False}), option=unchanged(seen))
         return len(refunds), sum(refunds.values())
 

@@ -98,6 +98,9 @@ class ChatMessage(BaseModel):
     content: str = Field(min_length=1)
 
 
+TeamId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+
+
 class JobCreate(BaseModel):
     """Body of ``submit_job``; options are checked against the catalog in Firestore."""
 
@@ -115,6 +118,8 @@ class JobCreate(BaseModel):
     task_type: str
     input_data: str | list[ChatMessage]
     options: dict[str, Any] = Field(default_factory=dict)
+    team_id: TeamId | None = None
+    """Charge the job to this team's pool (the caller must be a member); by default the caller pays."""
 
 
 MAX_TITLE, MAX_TAGS = 200, 10
@@ -146,6 +151,8 @@ class JobPublic(BaseModel):
     """When its owner deleted its content (input, output, title, tags); the rest is kept."""
     batch_id: str | None = None
     """The batch it was submitted in, if any."""
+    team_id: str | None = None
+    """The team it was charged to, if any (then refunded to the team too)."""
 
 
 class JobUpdate(BaseModel):
@@ -190,6 +197,7 @@ class JobAccepted(BaseModel):
     status: Status
     cost: int
     credits: int
+    """The balance the charge was decided on, less its cost: the team's for a team's job."""
     replayed: bool = Field(False, exclude=True)
 
 
@@ -267,12 +275,13 @@ def submit(
     """
     choice = priced(job)
     cost = choice.cost
-    body = job.model_dump(mode="json")
+    body = request_body(job)
     request_hash = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
     idem_ref = _idempotency_ref(user_id, idempotency_key) if idempotency_key is not None else None
     job_ref = _jobs().document(uuid.uuid4().hex)
+    payer = payer_of(user_id, job.team_id)
     # Where to look first: one aggregation read tells how wide the balance is spread.
-    balance = credits.balance(user_id)
+    balance = credits.balance(payer)
     spread = credits.width(balance)
 
     def replay(seen: Snapshot) -> JobAccepted:
@@ -307,11 +316,18 @@ def submit(
                 "expires_at": at + IDEMPOTENCY_TTL,
             }
             put(batch, seen, record)
-        shard = credits.stage_charge(batch, user_id, cost, job_ref.id, at, spread)
+        by = None
+        if job.team_id:
+            from shared import teams  # only a team's job needs it
+
+            by = teams.stage_member_charge(batch, job.team_id, user_id, cost, at)  # 404, 402 past a limit
+        shard = credits.stage_charge(batch, payer, cost, job_ref.id, at, spread, by)
+        if job.team_id and by:
+            teams.stage_charged(batch, job.team_id, by, [(job.task_type, cost)], at, shard)
         # The submit limit is decided on the day-shard usage document this commit writes.
         counter = limits.submit_counter(user_id, shard, at)
         usage.stage_submitted(batch, user_id, job.task_type, cost, at, counter)
-        document = new_job(user_id, body, choice, at, shard, links)
+        document = new_job(user_id, body, choice, at, shard, {**(links or {}), **_member(by)})
         batch.create(job_ref, batch.receipt(job_ref, document))
         return None  # charged: the answer is made once the task is on its way
 
@@ -332,6 +348,29 @@ def submit(
     # The balance the charge was decided on, less its cost: exact unless other movements of
     # the account raced it (re-reading it would cost a read per job).
     return JobAccepted(job_id=job_ref.id, status="queued", cost=cost, credits=max(0, balance - cost))
+
+
+def request_body(job: JobCreate) -> dict[str, Any]:
+    """The request as stored on the job and hashed for its idempotency key (without an unset
+    ``team_id``, so a user's own jobs read and hash as they always did)."""
+    return job.model_dump(mode="json", exclude={"team_id"} if job.team_id is None else None)
+
+
+def payer_of(user_id: str, team_id: str | None) -> credits.Holder:
+    """Whose wallet a job is charged to and refunded to: the team's, or the user's own."""
+    return credits.team(team_id) if team_id else user_id
+
+
+def _member(by: dict[str, str] | None) -> dict[str, str]:
+    # A team's job records who charged it, for its refund's ledger entry.
+    return {"member_username": by["username"]} if by else {}
+
+
+def unfinished_of_team(team_id: str) -> bool:
+    """Whether a job charged to the team is still queued or running."""
+    query = _jobs().where(filter=firestore.FieldFilter("team_id", "==", team_id))
+    query = query.where(filter=firestore.FieldFilter("status", "in", ["queued", "in_progress"]))
+    return bool(list(query.limit(1).select([]).stream()))
 
 
 def priced(job: JobCreate) -> catalog.Choice:
@@ -576,8 +615,15 @@ def _finish(
             changes["completed_at"] = at
             changes["latency_bucket"] = usage.latency_bucket((at - job["created_at"]).total_seconds())
         else:
-            credits.stage_refund(batch, user_id, cost, job_id, at, shard)
+            team_id = job.get("team_id")
+            by = {"user_id": user_id, "username": job.get("member_username") or ""} if team_id else None
+            credits.stage_refund(batch, payer_of(user_id, team_id), cost, job_id, at, shard, by)
             usage.stage_refunded(batch, user_id, job["task_type"], status, cost, job["created_at"], shard)
+            if team_id:
+                from shared import teams  # only a team's job needs it
+
+                refunded = [(job["task_type"], cost)]
+                teams.stage_refunded(batch, team_id, user_id, refunded, status, job["created_at"], shard)
         batch.update(ref, batch.receipt(ref, changes), option=option)
         if forget is not None:
             batch.delete(forget)

@@ -38,6 +38,7 @@ from shared import usage
 from shared.db import Snapshot, client, now
 from shared.errors import InvalidRequest, NotFound
 from shared.settings import get_settings
+from shared.teams import usage as team_usage
 
 STATUSES = ("submitted", "completed", "failed", "canceled")
 BASELINE_WEEKS = 4
@@ -77,6 +78,9 @@ class WeeklyReport(BaseModel):
     completion_seconds: dict[str, Any] | None = None
     anomalies: list[Anomaly] = []
     thresholds: dict[str, Any] | None = None
+    teams: list[dict[str, Any]] | None = None
+    """Per team with jobs that week, busiest first: its jobs and credits spent and refunded,
+    by task type, and its top members (``shared.teams.usage``)."""
 
 
 class ReportSummary(BaseModel):
@@ -371,6 +375,7 @@ def build(week: str) -> dict[str, Any]:
             "min_jobs": settings.anomaly_min_jobs,
             "baseline_weeks": BASELINE_WEEKS,
         },
+        "teams": team_usage.week(week),
     }
 
 

@@ -145,6 +145,9 @@ class Settings(BaseSettings):
     api_key_max_per_user: int = Field(10, ge=1, le=100)
     """Live API keys one user may hold."""
 
+    team_max_per_user: int = Field(20, ge=1, le=1000)
+    """Teams one account may belong to (created or joined)."""
+
     api_key_touch_seconds: int = Field(60, ge=1)
     """An API key's last_used_at is written at most once per this many seconds."""
 

@@ -124,6 +124,8 @@ FUNCTIONS: dict[str, FunctionSpec] = {
     "usage": _USER_API,
     # History kept by the server: a post reads its conversation's exchanges, then submits like submit_job.
     "conversations": _USER_API,
+    # Teams: a few reads and one commit per call, like the other user-facing reads and writes.
+    "teams": _USER_API,
     "admin": FunctionSpec(memory="256MiB", timeout_seconds=30, concurrency=40, cpu="1", max_instances=10),
     # Public and unauthenticated, and each call pings Firestore, the queue and the AI: kept small.
     "health": FunctionSpec(memory="256MiB", timeout_seconds=30, concurrency=40, cpu="1", max_instances=5),

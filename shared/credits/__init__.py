@@ -3,6 +3,10 @@
 - ``wallet``: the balance, spread over shard documents (``users/{id}/wallet/{n}``).
 - ``ledger``: one entry per movement (``users/{id}/ledger/{entry}``) and the history.
 - ``grants``: an admin's grants and adjustments (``grants/{sha256(grant_id)}``).
+- ``transfers``: credits moved between a user and a team (``transfers/{sha256(...)}``).
+
+A team holds credits exactly as a user does (``teams/{id}/wallet``, ``teams/{id}/ledger``):
+every function here takes an ``Account`` (``team(id)``), or a user id for a user's own.
 
 Why balance and ledger never disagree: every movement changes the shards and creates
 its ledger entry in the same atomic batch (see ``shared.db``), so the sum of the ledger
@@ -33,28 +37,47 @@ from shared import usage
 from shared.credits import ledger, wallet
 from shared.credits.grants import MAX_GRANT, GrantCreate, GrantResult, grant
 from shared.credits.ledger import LedgerEntryPublic, LedgerPage, history
-from shared.db import client
-from shared.errors import InsufficientCredits
+from shared.credits.transfers import TransferCreate, TransferResult, transfer
+from shared.credits.wallet import Account, Holder
+from shared.db import client, unchanged
+from shared.errors import Conflict, InsufficientCredits
 
 __all__ = [
     "MAX_GRANT",
+    "Account",
     "GrantCreate",
     "GrantResult",
+    "Holder",
     "LedgerEntryPublic",
     "LedgerPage",
+    "TransferCreate",
+    "TransferResult",
     "balance",
     "grant",
     "history",
     "stage_batch_charge",
     "stage_batch_refund",
     "stage_charge",
+    "stage_close_team",
     "stage_open_account",
+    "stage_open_team",
     "stage_refund",
+    "team",
+    "transfer",
     "width",
 ]
 
 balance = wallet.balance
 width = wallet.width
+
+
+def team(team_id: str) -> Account:
+    """A team's account: its wallet and ledger under ``teams/{team_id}``."""
+    return Account("teams", team_id)
+
+
+def _short(holder: Holder) -> str:
+    return "the team's balance" if wallet.account(holder).kind == "teams" else "the balance"
 
 
 def stage_open_account(
@@ -67,54 +90,96 @@ def stage_open_account(
     usage.stage_granted(batch, user_id, grant, at)
 
 
+def stage_open_team(batch: firestore.WriteBatch, team_id: str) -> None:
+    """Create a new team's wallet, empty (one shard of 0 credits): money comes by transfer or grant."""
+    wallet.stage_open(batch, team(team_id), 0)
+
+
+def stage_close_team(batch: firestore.WriteBatch, team_id: str) -> None:
+    """Stage deleting an empty team's wallet, each shard guarded by the read that found it
+    empty: a credit landing meanwhile makes the deletion decide again. ``Conflict``
+    ``team_not_empty`` if it holds credits. The ledger stays, summing to 0, for the books."""
+    every = wallet.read_all(team(team_id))
+    held = sum(int((s.to_dict() or {}).get("credits") or 0) for s in every)
+    if held:
+        raise Conflict(
+            f"the team holds {held} credits: move them out first (a negative transfer)", code="team_not_empty"
+        )
+    for shard in every:
+        batch.delete(shard.reference, option=unchanged(shard))
+
+
 def stage_charge(
-    batch: firestore.WriteBatch, user_id: str, amount: int, job_id: str, at: datetime, spread: int
+    batch: firestore.WriteBatch,
+    holder: Holder,
+    amount: int,
+    job_id: str,
+    at: datetime,
+    spread: int,
+    by: dict[str, str] | None = None,
 ) -> int:
     """Stage a job's charge, trying one of the first ``spread`` shards first (``width`` of a
     recent balance); returns the shard it was taken from, for its refund.
 
-    ``InsufficientCredits`` (staging nothing) when the whole wallet cannot pay.
+    ``InsufficientCredits`` (staging nothing) when the whole wallet cannot pay. ``by`` (a
+    team's job: the member's ``user_id`` and ``username``) is recorded on the ledger entry.
     """
-    taken = wallet.stage_take(batch, user_id, amount, spread)
+    taken = wallet.stage_take(batch, holder, amount, spread)
     if taken.shard is None:
-        raise InsufficientCredits(f"this job costs {amount} credits; the balance is {taken.short}")
-    charge = ledger.entry("charge", -amount, job_id, at)
-    batch.create(ledger.entries(user_id).document(f"charge-{job_id}"), charge)
+        raise InsufficientCredits(f"this job costs {amount} credits; {_short(holder)} is {taken.short}")
+    charge = ledger.entry("charge", -amount, job_id, at) | (by or {})
+    batch.create(ledger.entries(holder).document(f"charge-{job_id}"), charge)
     return taken.shard
 
 
 def stage_batch_charge(
-    batch: firestore.WriteBatch, user_id: str, amount: int, batch_id: str, at: datetime, spread: int
+    batch: firestore.WriteBatch,
+    holder: Holder,
+    amount: int,
+    batch_id: str,
+    at: datetime,
+    spread: int,
+    by: dict[str, str] | None = None,
 ) -> int:
     """Stage a batch's charge, all its jobs in one ledger entry (``batch-{batch_id}``); the
     wallet writes are bounded by its shards, not by the batch's size. Returns the first shard
     taken from (its jobs are refunded there). ``InsufficientCredits`` if the wallet cannot pay."""
-    taken = wallet.stage_take(batch, user_id, amount, spread)
+    taken = wallet.stage_take(batch, holder, amount, spread)
     if taken.shard is None:
         short = amount - (taken.short or 0)
-        raise InsufficientCredits(f"this batch costs {amount} credits; {short} more than the balance")
-    charge = ledger.entry("charge", -amount, None, at) | {"batch_id": batch_id}
-    batch.create(ledger.entries(user_id).document(f"batch-{batch_id}"), charge)
+        raise InsufficientCredits(f"this batch costs {amount} credits; {short} more than {_short(holder)}")
+    charge = ledger.entry("charge", -amount, None, at) | {"batch_id": batch_id} | (by or {})
+    batch.create(ledger.entries(holder).document(f"batch-{batch_id}"), charge)
     return taken.shard
 
 
 def stage_batch_refund(
-    batch: firestore.WriteBatch, user_id: str, refunds: dict[str, int], at: datetime, shard: int
+    batch: firestore.WriteBatch,
+    holder: Holder,
+    refunds: dict[str, int],
+    at: datetime,
+    shard: int,
+    by: dict[str, str] | None = None,
 ) -> None:
     """Stage the refunds of several jobs (``{job_id: cost}``) with one wallet write; each keeps
     its own ledger entry (``refund-{job_id}``), so no job can be refunded twice."""
-    wallet.stage_add(batch, user_id, sum(refunds.values()), shard)
+    wallet.stage_add(batch, holder, sum(refunds.values()), shard)
     for job_id, amount in refunds.items():
-        batch.create(
-            ledger.entries(user_id).document(f"refund-{job_id}"), ledger.entry("refund", amount, job_id, at)
-        )
+        refund = ledger.entry("refund", amount, job_id, at) | (by or {})
+        batch.create(ledger.entries(holder).document(f"refund-{job_id}"), refund)
 
 
 def stage_refund(
-    batch: firestore.WriteBatch, user_id: str, amount: int, job_id: str, at: datetime, shard: int
+    batch: firestore.WriteBatch,
+    holder: Holder,
+    amount: int,
+    job_id: str,
+    at: datetime,
+    shard: int,
+    by: dict[str, str] | None = None,
 ) -> None:
     """Stage the refund of a job's charge to the shard it came from; its fixed ledger id makes
     a second one fail."""
-    wallet.stage_add(batch, user_id, amount, shard)
-    refund = ledger.entry("refund", amount, job_id, at)
-    batch.create(ledger.entries(user_id).document(f"refund-{job_id}"), refund)
+    wallet.stage_add(batch, holder, amount, shard)
+    refund = ledger.entry("refund", amount, job_id, at) | (by or {})
+    batch.create(ledger.entries(holder).document(f"refund-{job_id}"), refund)

@@ -1,4 +1,4 @@
-"""Admin grants and adjustments, at most once per ``grant_id``.
+"""Admin grants and adjustments, at most once per ``grant_id``, to a user or to a team.
 
 Document ``grants/{sha256(grant_id)}``: the grant's request and first result, so a repeat
 of its ``grant_id`` answers that result and moves nothing. ``grant`` creates the record
@@ -22,6 +22,7 @@ from pydantic import (
     StrictInt,
     StringConstraints,
     field_validator,
+    model_validator,
 )
 
 from shared import usage, usernames
@@ -42,7 +43,8 @@ def _whole(value: object) -> object:
 
 
 class GrantCreate(BaseModel):
-    """Body of ``POST /admin/credits``: a positive ``amount`` grants, a negative one adjusts down."""
+    """Body of ``POST /admin/credits``: a positive ``amount`` grants, a negative one adjusts down;
+    to the account ``username`` names or to the team ``team_id`` names (one of the two)."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -52,7 +54,8 @@ class GrantCreate(BaseModel):
         },
     )
 
-    username: Username
+    username: Username | None = None
+    team_id: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")] | None = None
     # Strict: "5", 5.5 and true are refused, not coerced; money amounts are exact integers.
     # 5.0 is the integer 5 to JSON Schema (and so to the OpenAPI document): taken as 5.
     amount: Annotated[
@@ -70,12 +73,19 @@ class GrantCreate(BaseModel):
             raise ValueError("must not be zero")
         return value
 
+    @model_validator(mode="after")
+    def _one_target(self) -> GrantCreate:
+        if (self.username is None) == (self.team_id is None):
+            raise ValueError("name exactly one of username and team_id")
+        return self
+
 
 class GrantResult(BaseModel):
     """Answer to a grant; a repeat of its ``grant_id`` answers the same, with ``replayed`` set."""
 
     grant_id: str
-    username: str
+    username: str | None = None
+    team_id: str | None = None
     amount: int
     type: Literal["grant", "adjustment"]
     credits: int
@@ -93,7 +103,8 @@ def _grant_key(grant_id: str) -> str:
 def _replay(record: Snapshot, order: GrantCreate) -> GrantResult:
     """The stored first result of this ``grant_id``, if ``order`` is the same request."""
     data = record.to_dict() or {}
-    if (data["username"], data["amount"], data["reason"]) != (order.username, order.amount, order.reason):
+    first = (data.get("username"), data.get("team_id"), data["amount"], data["reason"])
+    if first != (order.username, order.team_id, order.amount, order.reason):
         raise Conflict("this grant_id was already used for another grant", code="grant_id_reused")
     return GrantResult.model_validate({**data, "replayed": True})
 
@@ -101,8 +112,10 @@ def _replay(record: Snapshot, order: GrantCreate) -> GrantResult:
 def grant(order: GrantCreate, admin_id: str) -> GrantResult:
     """Add (or, negative, remove) credits by an admin's decision, at most once per ``grant_id``.
 
-    Raises ``NotFound`` ``user_not_found``, ``Conflict`` ``balance_too_low`` (an adjustment
-    below zero) or ``Conflict`` ``grant_id_reused``; none of them writes anything.
+    Raises ``NotFound`` ``user_not_found`` or ``team_not_found``, ``Conflict``
+    ``balance_too_low`` (an adjustment below zero) or ``Conflict`` ``grant_id_reused``; none of
+    them writes anything. A team's wallet exists exactly while the team does (deleting a team
+    deletes its empty shards under preconditions), so rewriting it is the existence check.
     """
     key = _grant_key(order.grant_id)
     record_ref = client().collection("grants").document(key)
@@ -111,8 +124,11 @@ def grant(order: GrantCreate, admin_id: str) -> GrantResult:
         record = record_ref.get()
         if record.exists:
             return _replay(record, order)
-        user = usernames.account(order.username, ["username"])
-        after = wallet.stage_rewrite(batch, user.id, order.amount)
+        if order.team_id is not None:
+            holder: wallet.Holder = wallet.Account("teams", order.team_id)
+        else:
+            holder = usernames.account(str(order.username), ["username"]).id
+        after = wallet.stage_rewrite(batch, holder, order.amount)
         if after < 0:
             raise Conflict(
                 f"the balance is {after - order.amount}; removing {-order.amount} credits would take it"
@@ -123,6 +139,7 @@ def grant(order: GrantCreate, admin_id: str) -> GrantResult:
         result = GrantResult(
             grant_id=order.grant_id,
             username=order.username,
+            team_id=order.team_id,
             amount=order.amount,
             type="grant" if order.amount > 0 else "adjustment",
             credits=after,
@@ -130,10 +147,11 @@ def grant(order: GrantCreate, admin_id: str) -> GrantResult:
         )
         why = {"reason": order.reason, "admin_id": admin_id}
         entry = {**ledger.entry(result.type, order.amount, None, at), **why}
-        batch.create(ledger.entries(user.id).document(f"grant-{key}"), entry)
-        stored = {**result.model_dump(), **why, "user_id": user.id}
-        batch.create(record_ref, batch.receipt(record_ref, stored))
-        usage.stage_granted(batch, user.id, order.amount, at)
+        batch.create(ledger.entries(holder).document(f"grant-{key}"), entry)
+        owner = {"team_id": order.team_id} if isinstance(holder, wallet.Account) else {"user_id": holder}
+        batch.create(record_ref, batch.receipt(record_ref, {**result.model_dump(), **why, **owner}))
+        if isinstance(holder, str):  # a team's usage counts its jobs, not its funding
+            usage.stage_granted(batch, holder, order.amount, at)
         return result
 
     return commit_optimistically(decide)

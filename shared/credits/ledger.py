@@ -1,10 +1,13 @@
 """The ledger: one entry per movement of credits, and the history users read.
 
-Documents: ``users/{user_id}/ledger/{entry_id}``: ``{type: grant|adjustment|charge|refund,
-amount: signed int, job_id, created_at}``; an admin's grant or adjustment also has
-``reason`` and ``admin_id``. Ids are fixed per movement (``grant-signup``,
-``charge-{job_id}``, ``refund-{job_id}``, ``grant-{sha256(grant_id)}``) and written with
-``create``, so a movement can be recorded at most once.
+Documents: ``users/{user_id}/ledger/{entry_id}`` (a team's: ``teams/{team_id}/ledger/...``):
+``{type: grant|adjustment|charge|refund|transfer, amount: signed int, job_id, created_at}``;
+an admin's grant or adjustment also has ``reason`` and ``admin_id``; a transfer has
+``team_id`` (in the user's ledger) or ``user_id`` (in the team's), a team job's charge and
+refund the member's ``user_id``. Ids are fixed per movement (``grant-signup``,
+``charge-{job_id}``, ``refund-{job_id}``, ``batch-{batch_id}``, ``grant-{sha256(grant_id)}``,
+``transfer-{sha256(team_id, transfer_id)}``) and written with ``create``, so a movement can be
+recorded at most once.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ from typing import Any, Literal
 from google.cloud import firestore
 from pydantic import BaseModel
 
-from shared.db import Snapshot, client, newest_first
+from shared.credits.wallet import Holder, account
+from shared.db import Snapshot, newest_first
 from shared.errors import NotFound
 
-EntryType = Literal["grant", "adjustment", "charge", "refund"]
+EntryType = Literal["grant", "adjustment", "charge", "refund", "transfer"]
 
 
 class LedgerEntryPublic(BaseModel):
@@ -28,6 +32,10 @@ class LedgerEntryPublic(BaseModel):
     job_id: str | None
     created_at: datetime
     reason: str | None = None
+    team_id: str | None = None
+    """A transfer's team, in a user's ledger."""
+    username: str | None = None
+    """In a team's ledger: the member a charge, refund or transfer was made by."""
 
 
 class LedgerPage(BaseModel):
@@ -38,23 +46,23 @@ class LedgerPage(BaseModel):
     next_cursor: str | None
 
 
-def entries(user_id: str) -> firestore.CollectionReference:
-    return client().collection("users").document(user_id).collection("ledger")
+def entries(holder: Holder) -> firestore.CollectionReference:
+    return account(holder).ref.collection("ledger")
 
 
 def entry(type_: EntryType, amount: int, job_id: str | None, at: datetime) -> dict[str, Any]:
     return {"type": type_, "amount": amount, "job_id": job_id, "created_at": at}
 
 
-def history(user_id: str, limit: int, cursor: str | None) -> tuple[list[LedgerEntryPublic], str | None]:
+def history(holder: Holder, limit: int, cursor: str | None) -> tuple[list[LedgerEntryPublic], str | None]:
     """A page of the ledger, newest first; ``cursor`` is the last entry id of the previous page."""
 
     def find(entry_id: str) -> Snapshot:
-        last = entries(user_id).document(entry_id).get()
+        last = entries(holder).document(entry_id).get()
         if not last.exists:
             raise NotFound("no such entry")
         return last
 
-    docs, more = newest_first(entries(user_id), limit, cursor, find)
-    page = [LedgerEntryPublic(id=d.id, **(d.to_dict() or {})) for d in docs]
+    docs, more = newest_first(entries(holder), limit, cursor, find)
+    page = [LedgerEntryPublic.model_validate({"id": d.id, **(d.to_dict() or {})}) for d in docs]
     return page, (page[-1].id if more else None)

@@ -1,8 +1,10 @@
 """A user's balance, spread over shard documents (Firestore's distributed-counter pattern),
 so that concurrent charges of one account rarely touch the same document.
 
-Documents: ``users/{user_id}/wallet/{n}``: ``{credits}``, an integer that is never negative.
-The balance is the sum over every shard document that exists.
+Documents: ``users/{user_id}/wallet/{n}`` (a team's: ``teams/{team_id}/wallet/{n}``):
+``{credits}``, an integer that is never negative. The balance is the sum over every shard
+document that exists. A team's wallet works exactly as a user's: the functions here take an
+``Account``, or a user id for a user's.
 
 How wide a balance is spread: ``width(balance)`` shards, one per ``CREDITS_PER_SHARD``
 (20) credits, at least 1 and at most ``WALLET_SHARDS`` (256). A 10-credit account lives in
@@ -34,17 +36,40 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from google.cloud import firestore
 
 from shared.db import Snapshot, client, unchanged
-from shared.errors import Unauthenticated
+from shared.errors import NotFound, Unauthenticated
 from shared.settings import get_settings
 
 
-def shards(user_id: str) -> firestore.CollectionReference:
-    return client().collection("users").document(user_id).collection("wallet")
+@dataclass(frozen=True)
+class Account:
+    """Who holds a wallet and a ledger: a user (``users/{id}``) or a team (``teams/{id}``)."""
+
+    kind: Literal["users", "teams"]
+    id: str
+
+    @property
+    def ref(self) -> firestore.DocumentReference:
+        return client().collection(self.kind).document(self.id)
+
+    def __str__(self) -> str:
+        return f"{self.kind[:-1]} {self.id}"
+
+
+Holder = Account | str
+"""An ``Account``, or a user id (a user's account): most movements are a user's own."""
+
+
+def account(holder: Holder) -> Account:
+    return holder if isinstance(holder, Account) else Account("users", holder)
+
+
+def shards(holder: Holder) -> firestore.CollectionReference:
+    return account(holder).ref.collection("wallet")
 
 
 CREDITS_PER_SHARD = 20
@@ -65,17 +90,19 @@ def _credits(shard: Snapshot) -> int:
     return int((shard.to_dict() or {}).get("credits") or 0)
 
 
-def stage_open(batch: firestore.WriteBatch, user_id: str, amount: int) -> None:
+def stage_open(batch: firestore.WriteBatch, holder: Holder, amount: int) -> None:
     """Create the shards of a new account, ``amount`` spread over ``width(amount)`` of them."""
     for n, part in enumerate(split(amount, width(amount))):
-        batch.create(shards(user_id).document(str(n)), {"credits": part})
+        batch.create(shards(holder).document(str(n)), {"credits": part})
 
 
-def read_all(user_id: str) -> list[Snapshot]:
+def read_all(holder: Holder) -> list[Snapshot]:
     """Every shard document that exists, in one consistent read; ``Unauthenticated`` if none
-    does (the account is gone)."""
-    found = list(shards(user_id).stream())
+    does (the account is gone), ``NotFound`` for a team's."""
+    found = list(shards(holder).stream())
     if not found:
+        if account(holder).kind == "teams":
+            raise NotFound("no such team", code="team_not_found")
         raise Unauthenticated("the account no longer exists", code="invalid_token")
     return found
 
@@ -89,18 +116,18 @@ class Taken:
     short: int | None = None
 
 
-def stage_take(batch: firestore.WriteBatch, user_id: str, amount: int, spread: int) -> Taken:
+def stage_take(batch: firestore.WriteBatch, holder: Holder, amount: int, spread: int) -> Taken:
     """Stage taking ``amount`` (> 0) from the user's shards, trying one of the first
     ``spread`` first (``width`` of a recent balance).
 
     One read when that shard can pay; else one read of every shard. When even they cannot
     pay, nothing is staged and ``Taken.short`` is the balance they hold.
     """
-    one = shards(user_id).document(str(random.randrange(spread))).get()
+    one = shards(holder).document(str(random.randrange(spread))).get()
     if _credits(one) >= amount:
         batch.update(one.reference, {"credits": firestore.Increment(-amount)}, option=unchanged(one))
         return Taken(_index(one))
-    every = read_all(user_id)
+    every = read_all(holder)
     total = sum(_credits(s) for s in every)
     if total < amount:
         return Taken(None, total)
@@ -122,17 +149,25 @@ def _index(shard: Snapshot) -> int:
     return int(shard.id) if shard.id.isdecimal() and shard.id.isascii() else 0
 
 
-def stage_add(batch: firestore.WriteBatch, user_id: str, amount: int, shard: int) -> None:
+def stage_add(batch: firestore.WriteBatch, holder: Holder, amount: int, shard: int) -> None:
     """Stage adding ``amount`` (> 0) to ``shard``, with no read (created if missing)."""
-    batch.set(shards(user_id).document(str(shard)), {"credits": firestore.Increment(amount)}, merge=True)
+    batch.set(shards(holder).document(str(shard)), {"credits": firestore.Increment(amount)}, merge=True)
 
 
-def stage_rewrite(batch: firestore.WriteBatch, user_id: str, change: int) -> int:
+def stage_spread(batch: firestore.WriteBatch, holder: Holder, amount: int, spread: int) -> None:
+    """Stage adding ``amount`` (> 0) spread evenly over the first ``spread`` shards, with no read:
+    credits coming in (a transfer) land where charges look for them, contending with nothing."""
+    for n, part in enumerate(split(amount, spread)):
+        if part:
+            stage_add(batch, holder, part, n)
+
+
+def stage_rewrite(batch: firestore.WriteBatch, holder: Holder, change: int) -> int:
     """Stage adding ``change`` (either sign) by rewriting every shard under a precondition,
     the new balance spread evenly over ``width`` of it; returns that balance, exact when the
     batch commits. A negative return means it would go below zero: nothing is staged.
     """
-    every = {s.id: s for s in read_all(user_id)}
+    every = {s.id: s for s in read_all(holder)}
     after = sum(_credits(s) for s in every.values()) + change
     if after < 0:
         return after
@@ -144,11 +179,11 @@ def stage_rewrite(batch: firestore.WriteBatch, user_id: str, change: int) -> int
             data: dict[str, Any] = {"credits": firestore.Increment(targets[i] - _credits(every[i]))}
             batch.update(every[i].reference, data, option=unchanged(every[i]))
         else:
-            batch.create(shards(user_id).document(i), {"credits": targets[i]})
+            batch.create(shards(holder).document(i), {"credits": targets[i]})
     return after
 
 
-def balance(user_id: str) -> int:
+def balance(holder: Holder) -> int:
     """The sum of the shards, counted by the server (one aggregation, not one read per shard)."""
-    results: Any = shards(user_id).sum("credits").get()
+    results: Any = shards(holder).sum("credits").get()
     return int(results[0][0].value or 0)
