@@ -6,7 +6,9 @@
 Checks every balance against its ledger, every job against its charge and refund, every
 ledger entry against its job, the usage counters against the jobs and grants they count,
 that no job is stuck past the sweeper's limits, and that idempotency and grant records
-point at what they recorded. ``audit()`` is the whole check; the test suite calls it.
+point at what they recorded; and the same of teams (``scripts/audit_teams.py``): their
+wallets, transfers as matching pairs, and each member's counters against jobs and limits.
+``audit()`` is the whole check; the test suite calls it.
 
 It reads each collection once, all as of one instant (Firestore ``read_time``), so a commit
 landing during the audit is either wholly in it or not at all; field projections and
@@ -40,6 +42,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.types import RunQueryRequest, RunQueryResponse, StructuredQuery
 from pydantic import model_validator
 
+from scripts import audit_teams
 from scripts.stack import PROJECT, ROOT, Stack
 from shared.credits.wallet import split
 from shared.settings import Settings, get_settings
@@ -58,6 +61,7 @@ _ID_TYPES = {
     "charge": ("charge",),
     "refund": ("refund",),
     "batch": ("charge",),
+    "transfer": ("transfer",),
 }
 _JOB_FIELDS = [
     "user_id",
@@ -70,8 +74,9 @@ _JOB_FIELDS = [
     "completed_at",
     "latency_bucket",
     "batch_id",
+    "team_id",
 ]
-_ENTRY_FIELDS = ["type", "amount", "job_id", "created_at"]
+_ENTRY_FIELDS = ["type", "amount", "job_id", "created_at", "user_id"]  # user_id: a team entry's member
 _DAY_FIELDS = ["user_id", "day", "week", "jobs_total", "jobs", "credits", "charged", "refunded", "spent"]
 _DAY_FIELDS += ["failed", "canceled", "granted", "adjusted"]
 
@@ -92,6 +97,8 @@ class Job:
     completed_at: datetime | None = None
     latency_bucket: str | None = None
     batch_id: str | None = None
+    team_id: str | None = None
+    """Charged to this team (its charge and refund are in the team's ledger)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +114,7 @@ class Entry:
 @dataclass
 class Report:
     users: int = 0
+    teams: int = 0
     jobs: int = 0
     ledger_entries: int = 0
     counters: int = 0
@@ -117,7 +125,8 @@ class Report:
 
     def summary(self) -> str:
         return (
-            f"audit: {self.users} users, {self.jobs} jobs, {self.ledger_entries} ledger entries,"
+            f"audit: {self.users} users, {self.teams} teams, {self.jobs} jobs,"
+            f" {self.ledger_entries} ledger entries,"
             f" {self.counters} counters, {self.records} records checked:"
             f" {len(self.discrepancies)} discrepancies ({self.seconds:.1f} s)"
         )
@@ -135,6 +144,7 @@ class _Books:
     """The sum of each day's shard documents."""
     idempotency: dict[str, dict[str, Any]] = field(default_factory=dict)
     grants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    teams: audit_teams.TeamBooks = field(default_factory=audit_teams.TeamBooks)
     malformed: list[str] = field(default_factory=list)
 
 
@@ -164,6 +174,7 @@ def audit(
         *_counters(books, horizon),
         *_stuck(books, now, timedelta(seconds=settings.queued_timeout_seconds), grace),
         *_records(books),
+        *audit_teams.check(books.teams, books.jobs, books.ledger, books.grants, horizon),
     ]
     report.discrepancies = sorted(lines)
     report.seconds = time.perf_counter() - started
@@ -219,7 +230,8 @@ def _read(db: firestore.Client, read_time: datetime) -> tuple[_Books, Report]:
         "ledger": (_ENTRY_FIELDS, True),
         "usage_days": (_DAY_FIELDS, True),
         "idempotency": (["user_id", "job_id"], False),
-        "grants": (["user_id", "amount"], False),
+        "grants": (["user_id", "team_id", "amount"], False),
+        **audit_teams.QUERIES,
     }
     # In parallel: a good part of each stream's time is the server's, not this process's.
     with ThreadPoolExecutor(len(queries)) as pool:
@@ -255,12 +267,14 @@ def _read(db: firestore.Client, read_time: datetime) -> tuple[_Books, Report]:
                 add(books.counters.setdefault((path[1], day), {}), data)
     books.idempotency = {path[-1]: data for path, data in found["idempotency"]}
     books.grants = {path[-1]: data for path, data in found["grants"]}
+    books.teams = audit_teams.read(found)
     report = Report(
         users=len(books.users),
+        teams=len(books.teams.teams),
         jobs=len(found["jobs"]),
         ledger_entries=len(found["ledger"]),
         counters=len(found["usage_days"]),
-        records=len(books.idempotency) + len(books.grants),
+        records=len(books.idempotency) + len(books.grants) + len(books.teams.transfers),
     )
     return books, report
 
@@ -279,6 +293,7 @@ def _job(job_id: str, data: dict[str, Any]) -> Job | str:
         completed_at=data.get("completed_at"),
         latency_bucket=data.get("latency_bucket"),
         batch_id=data.get("batch_id"),
+        team_id=data.get("team_id"),
     )
 
 
@@ -341,6 +356,8 @@ def _charges(books: _Books) -> Iterator[str]:
     their costs); failed and canceled ones are refunded once, the others never."""
     batches: defaultdict[tuple[str, str], int] = defaultdict(int)
     for job in books.jobs.values():
+        if job.team_id is not None:
+            continue  # charged to the team's ledger: audit_teams checks it
         who = f"job {job.id} (user {job.user_id})"
         charge = books.ledger.get((job.user_id, f"charge-{job.id}"))
         if job.batch_id is not None:
@@ -382,8 +399,8 @@ def _entries(books: _Books, horizon: datetime) -> Iterator[str]:
             yield f"{where}: type {entry.type!r} does not match its id"
         if (entry.type == "grant" and entry.amount < 0) or (entry.type == "adjustment" and entry.amount >= 0):
             yield f"{where}: {entry.type} of {entry.amount}"
-        if prefix == "grant":
-            continue
+        if prefix in ("grant", "transfer"):
+            continue  # against their records: _records, audit_teams
         if prefix == "batch":
             if (entry.user_id, rest) not in batches and entry.created_at >= horizon:
                 yield f"{where}: no job of batch {rest}"
@@ -484,6 +501,8 @@ def _records(books: _Books) -> Iterator[str]:
         elif job.user_id != user_id:
             yield f"idempotency/{key} (user {user_id}): job {job_id} belongs to user {job.user_id}"
     for key, record in books.grants.items():
+        if record.get("team_id") is not None:
+            continue  # a team's grant: audit_teams checks it
         user_id = record.get("user_id")
         entry = books.ledger.get((str(user_id), f"grant-{key}"))
         if entry is None:

@@ -16,7 +16,6 @@ from fake_openai import FakeOpenAI, Status
 
 from scripts.stack import Stack
 
-
 JSON = {"Content-Type": "application/json"}
 
 
@@ -427,3 +426,71 @@ def test_weekly_report_has_a_section_per_team(api: Api, stack: Stack) -> None:
     report = reports.build(usage.week_of(datetime.now(UTC)))
     section = next(t for t in report["teams"] if t["team_id"] == team_id)
     assert section["name"] == "Reported" and section["jobs"] == 1 and section["credits_spent"] == 1
+
+
+# -- the audit ---------------------------------------------------------------------------------------
+
+
+def test_the_audit_finds_each_kind_of_damage_to_a_teams_books(api: Api) -> None:
+    """Each damage, made in the suite's emulator and undone at once, is reported."""
+    from google.cloud import firestore
+
+    from scripts.audit import audit
+    from shared.db import client
+
+    owner, o = api.signup()
+    member, m = api.signup()
+    team_id = new_team(api, owner)
+    add(api, owner, team_id, m["username"], daily_limit=5)
+    moved = api.call("POST", f"/teams/{team_id}/credits", owner, json={"amount": 6, "transfer_id": "a"})
+    assert moved.status_code == 200
+    job_id = submit(api, member, team_id).json()["job_id"]
+    api.wait(member, job_id)
+    team = client().collection("teams").document(team_id)
+    member_ref = client().collection("memberships").document(f"{team_id}-{m['id']}")
+    day = datetime.now(UTC)
+    key = "d" + day.strftime("%Y%m%d")
+    [usage_doc] = list(team.collection("team_usage").stream())
+    [transfer_entry] = [d for d in team.collection("ledger").stream() if d.id.startswith("transfer-")]
+
+    def problems() -> list[str]:
+        lines = audit(client(), now=datetime.now(UTC)).discrepancies
+        return [line for line in lines if team_id in line or transfer_entry.id[9:] in line]
+
+    assert problems() == []
+    damages: list[tuple[firestore.DocumentReference, dict[str, Any], dict[str, Any], str]] = [
+        (
+            team.collection("wallet").document("0"),
+            {"credits": firestore.Increment(1)},
+            {"credits": firestore.Increment(-1)},
+            "credits 6, but the ledger sums to 5",
+        ),
+        (
+            member_ref,
+            {f"spent.{key}": firestore.Increment(1)},
+            {f"spent.{key}": firestore.Increment(-1)},
+            f"spent.{key} is 2, but their jobs since joining cost 1",
+        ),
+        (
+            member_ref,
+            {"daily_limit": 0, "limits_changed_at": day.replace(year=day.year - 1)},
+            {"daily_limit": 5},
+            f"spent.{key} is 1, past the limit of 0",
+        ),
+        (
+            usage_doc.reference,
+            {"jobs_total": firestore.Increment(1)},
+            {"jobs_total": firestore.Increment(-1)},
+            "jobs_total is 2, expected 1",
+        ),
+        (transfer_entry.reference, {"amount": 5}, {"amount": 6}, "the team's side is 5, expected 6"),
+    ]
+    for ref, damage, repair, expected in damages:
+        ref.update(damage)
+        try:
+            found = problems()
+            assert any(expected in line for line in found), (expected, found)
+        finally:
+            ref.update(repair)
+    assert problems() == []
+    assert books(o["id"])["balance"] == 4
