@@ -209,6 +209,13 @@ def commands(script: str) -> list[str]:
     return [line for line in script.splitlines() if line and not line.startswith(("#", "set "))]
 
 
+def env_vars(argv: list[str]) -> dict[str, str]:
+    """A ``functions deploy``'s ``--set-env-vars``, in either delimiter (``^|^`` when a value has a comma)."""
+    env = next(a for a in argv if a.startswith("--set-env-vars=")).removeprefix("--set-env-vars=")
+    pairs = env.removeprefix("^|^").split("|") if env.startswith("^|^") else env.split(",")
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
 def deploy_line(lines: list[str], name: str) -> str:
     found = [line for line in lines if line.startswith(f"gcloud functions deploy {name} ")]
     assert len(found) == 1, name
@@ -248,8 +255,7 @@ def test_dry_run_deploys_every_function_gen2_with_its_access(script: str) -> Non
         assert f"--entry-point={name}" in argv and "--runtime=python311" in argv
         assert "--set-secrets=JWT_SECRET=aijobs-jwt-secret:latest,AI_API_KEY=aijobs-ai-api-key:latest" in argv
         assert f"--service-account=aijobs-functions@{PROJECT}.iam.gserviceaccount.com" in argv
-        env = next(a for a in argv if a.startswith("--set-env-vars=")).removeprefix("--set-env-vars=")
-        settings = dict(pair.split("=", 1) for pair in env.split(","))
+        settings = env_vars(argv)
         assert settings["APP_ENV"] == "production" and settings["FUNCTIONS_BASE_URL"] == BASE_URL
         assert settings["TASKS_SERVICE_ACCOUNT"] == f"aijobs-tasks@{PROJECT}.iam.gserviceaccount.com"
         assert settings["SCHEDULER_SERVICE_ACCOUNT"] == f"aijobs-scheduler@{PROJECT}.iam.gserviceaccount.com"
@@ -456,6 +462,8 @@ if [[ "$args" == *" describe "* ]]; then
   echo "ERROR: NOT_FOUND" >&2; exit 1
 fi
 if [[ "$args" == *" versions add "* ]]; then cat > "$FAKE_STATE/secret-$4"; exit 0; fi
+# Read what is piped in, as gcloud does: a writer whose reader left dies of SIGPIPE (exit 141).
+if [[ "$args" == *"/dev/stdin"* ]]; then cat > /dev/null; fi
 if [[ -e "$FAKE_STATE/exists" && "$args" == *" composite create "* ]]; then
   echo "ERROR: (gcloud.firestore.indexes.composite.create) ALREADY_EXISTS: index already exists" >&2; exit 1
 fi
@@ -480,13 +488,23 @@ def fake_cloud(tmp_path: Path) -> dict[str, Any]:
     }
     # The real gcloud must be unreachable: the fake shadows it.
     assert shutil.which("gcloud", path=env["PATH"]) == str(bin_dir / "gcloud")
-    return {"env": env, "state": state, "log": tmp_path / "calls.log", "bundle": tmp_path / "bundle"}
+    (tmp_path / "web").mkdir()
+    return {
+        "env": env,
+        "state": state,
+        "log": tmp_path / "calls.log",
+        "bundle": tmp_path / "bundle",
+        "web": tmp_path / "web",
+    }
 
 
-def run_deploy(fake: dict[str, Any], **env: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+def run_deploy(
+    fake: dict[str, Any], *args: str, **env: str
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     fake["log"].unlink(missing_ok=True)
-    argv = [sys.executable, "scripts/deploy.py", "--project", PROJECT, "--region", REGION]
-    argv += ["--bundle-dir", str(fake["bundle"])]
+    argv = [sys.executable, "scripts/deploy.py", "--project", PROJECT, "--region", REGION, *args]
+    # The console's config.json goes to a directory of the test's own, not into web/.
+    argv += ["--bundle-dir", str(fake["bundle"]), "--web-dir", str(fake["web"])]
     result = subprocess.run(
         argv, cwd=ROOT, env={**fake["env"], **env}, capture_output=True, text=True, timeout=120
     )
@@ -574,3 +592,101 @@ def test_dry_run_makes_a_private_images_bucket_with_job_retention(script: str) -
     assert f"IMAGES_BUCKET={PROJECT}-aijobs-images" in worker
     assert f"JOB_RETENTION_DAYS={deploy.JOB_RETENTION_DAYS}" in worker
     assert "storage.googleapis.com" in next(line for line in lines if "gcloud services enable" in line)
+
+
+# --------------------------------------------------------------------------- the web console
+
+
+def test_dry_run_deploys_the_console_last_and_lets_its_origins_call_the_api(tmp_path: Path) -> None:
+    """Hosting after the functions it calls, its config.json naming them, and its two Hosting
+    origins (plus a custom domain) in every function's CORS_ORIGINS."""
+    script = dry_run(
+        tmp_path,
+        AIJOBS_AI_API_KEY=AI_SENTINEL,
+        AIJOBS_FIREBASE_API_KEY="AIzaSy-demo-web-key",
+    )
+    lines = commands(script)
+    assert lines[-1] == f"firebase deploy --only hosting --project {PROJECT} --non-interactive"
+    written = lines[-2]
+    assert written.startswith("printf '%s\\n' ") and written.endswith(" > web/config.json")
+    assert json.loads(shlex.split(written)[2]) == {
+        "api_base_url": BASE_URL,
+        "firebase": {
+            "api_key": "AIzaSy-demo-web-key",
+            "identity_toolkit_url": "https://identitytoolkit.googleapis.com",
+            "secure_token_url": "https://securetoken.googleapis.com",
+        },
+    }
+    assert lines.index(written) > lines.index(deploy_line(lines, "worker"))
+    for name in deploy.function_names():
+        settings = env_vars(shlex.split(deploy_line(lines, name)))
+        assert settings["CORS_ORIGINS"] == f"https://{PROJECT}.web.app,https://{PROJECT}.firebaseapp.com"
+    assert "firebasehosting.googleapis.com" in next(
+        line for line in lines if "gcloud services enable" in line
+    )
+
+    config = deploy.config_from_args(
+        deploy.parse_args(
+            ["--project", PROJECT, "--region", REGION, "--console-origin", "https://ai.example.com"]
+        ),
+        {},
+    )
+    assert config.hosting_origins[-1] == "https://ai.example.com"
+    assert deploy.function_env(config, deploy.FUNCTIONS["jobs"])["CORS_ORIGINS"].endswith(
+        ",https://ai.example.com"
+    )
+    from scripts.deployment.plan import console_config
+
+    assert console_config(config) == {"api_base_url": BASE_URL, "firebase": None}, "no key, no Firebase"
+
+
+def test_console_options_are_checked() -> None:
+    good = ["--project", PROJECT, "--region", REGION]
+    for extra in (
+        ["--console-origin", "http://ai.example.com"],
+        ["--console-origin", "https://ai.example.com/console"],
+        ["--console-origin", "https://AI.example.com"],
+        ["--firebase-api-key", "not a key"],
+    ):
+        with pytest.raises(deploy.DeployError):
+            deploy.config_from_args(deploy.parse_args([*good, *extra]), {})
+
+
+def test_a_run_writes_the_console_config_and_deploys_hosting(fake_cloud: dict[str, Any]) -> None:
+    result, calls = run_deploy(
+        fake_cloud, "--firebase-api-key", "AIzaSy-demo-web-key", AIJOBS_AI_API_KEY=AI_SENTINEL
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert calls[-1] == f"firebase deploy --only hosting --project {PROJECT} --non-interactive"
+    written = json.loads((fake_cloud["web"] / "config.json").read_text())
+    assert written["api_base_url"] == BASE_URL and written["firebase"]["api_key"] == "AIzaSy-demo-web-key"
+    assert (
+        not (ROOT / "web" / "config.json").exists()
+        or "AIzaSy-demo-web-key" not in (ROOT / "web" / "config.json").read_text()
+    ), "the test wrote into the work tree"
+
+
+def test_firebase_json_serves_web_with_the_consoles_policy() -> None:
+    """Hosting serves web/ under the same Content-Security-Policy as the dev server, except that
+    connect-src names Google's hosts of the functions and of Firebase sign-in instead of ports."""
+    from scripts.stack import console_config, content_security_policy
+
+    hosting = json.loads((ROOT / "firebase.json").read_text())["hosting"]
+    assert hosting["public"] == "web" and (ROOT / hosting["public"] / "index.html").exists()
+    headers = {h["key"]: h["value"] for rule in hosting["headers"] for h in rule["headers"]}
+
+    def directives(policy: str) -> dict[str, str]:
+        return dict(part.split(" ", 1) for part in policy.split("; "))
+
+    production = directives(headers["Content-Security-Policy"])
+    local = directives(content_security_policy(console_config("http://127.0.0.1:1", "127.0.0.1:2")))
+    assert {k: v for k, v in production.items() if k != "connect-src"} == {
+        k: v for k, v in local.items() if k != "connect-src"
+    }
+    assert production["connect-src"].split() == [
+        "'self'",
+        "https://*.cloudfunctions.net",
+        "https://identitytoolkit.googleapis.com",
+        "https://securetoken.googleapis.com",
+    ]
+    assert headers["X-Content-Type-Options"] == "nosniff"

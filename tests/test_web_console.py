@@ -200,7 +200,7 @@ def test_sign_up_submit_watch_it_complete_and_see_the_cost(
     # The usage chart for today (UTC): one summarize job, one credit.
     today = datetime.now(UTC).date().isoformat()
     tab.go("/usage")
-    expect(page.locator("#usage-totals")).to_contain_text("1 jobs, 1 credits")
+    expect(page.locator("#usage-totals")).to_contain_text(": 1 job, 1 credit.")
     bar = page.locator(f'svg.chart rect.bar[data-date="{today}"][data-task-type="summarize"]')
     expect(bar).to_have_attribute("data-value", "1")
     expect(bar.locator("title")).to_have_text(f"{today}, Summarize: 1 credit")

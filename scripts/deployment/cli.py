@@ -19,11 +19,15 @@ from scripts.deployment.spec import (
     AI_PROVIDER_KEYS_ENV,
     DEFAULT_BUNDLE_DIR,
     DEV_JWT_SECRET,
+    FIREBASE_API_KEY_ENV,
     JWT_SECRET_ENV,
+    WEB_DIR,
 )
 
 _PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 _REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
+_HTTPS_ORIGIN = re.compile(r"^https://[a-z0-9.-]+(:[0-9]{1,5})?$")  # as the settings check CORS_ORIGINS
+_WEB_API_KEY = re.compile(r"^[A-Za-z0-9_-]{10,100}$")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -49,7 +53,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=os.environ.get("AIJOBS_AI_PROVIDERS") or None,
         help='more providers, JSON {name: {"base_url", ...}} (AI_PROVIDERS); keys: $' + AI_PROVIDER_KEYS_ENV,
     )
+    parser.add_argument(
+        "--firebase-api-key",
+        default=os.environ.get(FIREBASE_API_KEY_ENV) or None,
+        help="the Firebase Web API key, for the web console's email sign-in (or $"
+        + FIREBASE_API_KEY_ENV
+        + ")",
+    )
+    parser.add_argument(
+        "--console-origin",
+        action="append",
+        default=[],
+        help="another https origin serving the console (a custom domain); repeatable",
+    )
     parser.add_argument("--bundle-dir", type=Path, default=DEFAULT_BUNDLE_DIR, help=argparse.SUPPRESS)
+    parser.add_argument("--web-dir", type=Path, default=WEB_DIR, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -62,6 +80,11 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Co
         raise DeployError("--ai-base-url must be an https:// URL")
     if args.ai_providers is not None:
         _check_providers(args.ai_providers)
+    for origin in args.console_origin:
+        if not _HTTPS_ORIGIN.match(origin):
+            raise DeployError(f"--console-origin {origin[:60]!r} is not https://host[:port] in lower case")
+    if args.firebase_api_key is not None and not _WEB_API_KEY.match(args.firebase_api_key):
+        raise DeployError("--firebase-api-key does not look like a Firebase Web API key")
     jwt = environ.get(JWT_SECRET_ENV, "")
     if jwt and len(jwt) < 32:
         raise DeployError(f"${JWT_SECRET_ENV} must be at least 32 characters (production refuses shorter)")
@@ -79,6 +102,9 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Co
         ai_providers=args.ai_providers,
         ai_key_given=bool(environ.get(AI_KEY_ENV)),
         ai_provider_keys_given=bool(environ.get(AI_PROVIDER_KEYS_ENV)),
+        firebase_api_key=args.firebase_api_key,
+        console_origins=tuple(args.console_origin),
+        web_dir=Path(args.web_dir).resolve(),
     )
 
 

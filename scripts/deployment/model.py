@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scripts.deployment.spec import ROOT, SERVICE_ACCOUNTS
+from scripts.deployment.spec import ROOT, SERVICE_ACCOUNTS, WEB_DIR
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,18 @@ class Config:
     jwt_secret_given: bool = False
     ai_key_given: bool = False
     ai_provider_keys_given: bool = False
+    firebase_api_key: str | None = None
+    """The console's Firebase sign-in; without it the console offers password accounts only."""
+    console_origins: tuple[str, ...] = ()
+    """More origins serving the console (a custom domain), besides Hosting's own two."""
+    web_dir: Path = WEB_DIR
+
+    @property
+    def hosting_origins(self) -> tuple[str, ...]:
+        """Where Firebase Hosting serves the console (the default site is named after the
+        project), then any custom domain: ``CORS_ORIGINS`` of the functions."""
+        own = (f"https://{self.project}.web.app", f"https://{self.project}.firebaseapp.com")
+        return tuple(dict.fromkeys(own + self.console_origins))
 
     def sa_email(self, key: str) -> str:
         return f"{SERVICE_ACCOUNTS[key].name}@{self.project}.iam.gserviceaccount.com"

@@ -17,8 +17,10 @@ from scripts.deployment.spec import (
     AI_TIMEOUT_SECONDS,
     ALREADY_EXISTS,
     APIS,
+    CONSOLE_CONFIG,
     FUNCTIONS,
     IAM_NOT_YET_VISIBLE,
+    IDENTITY_TOOLKIT_URL,
     JOB_MAX_ATTEMPTS,
     JOB_RETENTION_DAYS,
     JWT_SECRET_ENV,
@@ -27,6 +29,7 @@ from scripts.deployment.spec import (
     ROOT,
     RUNTIME,
     SCHEDULED_JOBS,
+    SECURE_TOKEN_URL,
     SERVICE_ACCOUNTS,
     TTL_COLLECTION_GROUPS,
     TTL_FIELD,
@@ -276,6 +279,8 @@ def function_env(config: Config, spec: FunctionSpec) -> dict[str, str]:
         "JOB_MAX_ATTEMPTS": str(JOB_MAX_ATTEMPTS),
         "JOB_RETENTION_DAYS": str(JOB_RETENTION_DAYS),
         "IMAGES_BUCKET": config.images_bucket,
+        # The web console's origins may read the API's answers (production allows none unset).
+        "CORS_ORIGINS": ",".join(config.hosting_origins),
         # functions-framework's gunicorn threads: one per concurrent request.
         "THREADS": str(spec.concurrency),
     }
@@ -571,6 +576,46 @@ def firestore_config_section(config: Config, index_file: Path = ROOT / "firestor
     )
 
 
+def console_config(config: Config) -> dict[str, object]:
+    """The console's ``config.json`` in production (``scripts/dev`` serves its own)."""
+    firebase = None
+    if config.firebase_api_key:
+        firebase = {
+            "api_key": config.firebase_api_key,
+            "identity_toolkit_url": IDENTITY_TOOLKIT_URL,
+            "secure_token_url": SECURE_TOKEN_URL,
+        }
+    return {"api_base_url": config.functions_base_url, "firebase": firebase}
+
+
+def hosting_section(config: Config) -> Section:
+    path = config.web_dir / CONSOLE_CONFIG
+    where = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+    text = json.dumps(console_config(config))  # one line: one command per line in --dry-run
+    return Section(
+        "Web console (Firebase Hosting)",
+        [
+            Step(
+                f"The console's {CONSOLE_CONFIG}: the functions' URL"
+                + (
+                    " and Firebase sign-in"
+                    if config.firebase_api_key
+                    else " (no Firebase sign-in: no API key)"
+                ),
+                shell=f"printf '%s\\n' {shlex.quote(text)} > {shlex.quote(where)}",
+            ),
+            Step(
+                "Deploy web/ to Firebase Hosting (" + ", ".join(config.hosting_origins[:2]) + ")",
+                ("firebase", "deploy", "--only", "hosting", "--project", config.project, "--non-interactive"),
+                needs="firebase",
+                optional=True,
+            ),
+        ],
+        "after the functions it calls; its origins are the functions' CORS_ORIGINS. Needs the project"
+        " added to Firebase, as the rules do",
+    )
+
+
 def build_plan(config: Config, names: Sequence[str] | None = None) -> Plan:
     """Every step, in dependency order: accounts before the bindings that name them, secrets and
     the queue before the functions that use them, functions before their invoker bindings and the
@@ -590,6 +635,7 @@ def build_plan(config: Config, names: Sequence[str] | None = None) -> Plan:
             invokers_section(config, names),
             scheduler_section(config),
             firestore_config_section(config),
+            hosting_section(config),
         ]
     )
 

@@ -9,6 +9,16 @@ from typing import Literal
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 DEFAULT_BUNDLE_DIR = ROOT / "build" / "bundle"
+WEB_DIR = ROOT / "web"
+"""The web console, Firebase Hosting's ``public`` directory (``firebase.json``)."""
+CONSOLE_CONFIG = "config.json"
+"""Written into ``WEB_DIR`` by the deploy (git ignores it): where the console finds the API."""
+FIREBASE_API_KEY_ENV = "AIJOBS_FIREBASE_API_KEY"
+"""The Firebase project's Web API key, for the console's Firebase sign-in. Not a secret: it names
+the project to Google's auth APIs and ships in every Firebase web page."""
+IDENTITY_TOOLKIT_URL = "https://identitytoolkit.googleapis.com"
+SECURE_TOKEN_URL = "https://securetoken.googleapis.com"
+"""Google's Firebase Authentication REST hosts: the console's only calls beyond our own."""
 BUNDLE_MARKER = ".aijobs-bundle"
 """Written into the bundle directory: only a directory carrying it is ever deleted and rebuilt."""
 
@@ -57,6 +67,7 @@ APIS = (
     # Firebase Authentication: the user look-up of each Firebase ID token (revocation check).
     "identitytoolkit.googleapis.com",
     "storage.googleapis.com",  # the images bucket
+    "firebasehosting.googleapis.com",  # the web console
 )
 JOB_RETENTION_DAYS = 90
 """JOB_RETENTION_DAYS of the functions: the jobs' TTL, and the age at which the images bucket's

@@ -84,7 +84,7 @@ export function usageChart(days, measure, taskTypes) {
 }
 
 function niceStep(max) {
-  const raw = max / 4;
+  const raw = Math.max(1, max / 4); // whole jobs and credits: never a tick at 0.5
   const power = 10 ** Math.floor(Math.log10(raw));
   return [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw) || power * 10;
 }

@@ -91,7 +91,7 @@ export async function render(ctx) {
   }
   ctx.main.append(
     pageHeading("Sign in to aijobs"),
-    ended ? h("p", { class: "message error", role: "alert" }, ended) : null,
+    ...(ended ? [h("p", { class: "message error", role: "alert" }, ended)] : []),
     h(
       "p",
       { class: "lead" },

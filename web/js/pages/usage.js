@@ -1,7 +1,7 @@
 // Usage over a chosen date range (UTC days), per day and task type, from /usage: the chart, and the
 // same numbers as a table.
 import { usageChart } from "../chart.js";
-import { field, h, messageBox, pageHeading, words } from "../dom.js";
+import { field, h, messageBox, pageHeading, plural, words } from "../dom.js";
 import { describeError } from "../errors.js";
 
 export const title = () => "Usage";
@@ -57,7 +57,7 @@ export async function render(ctx) {
     h(
       "p",
       { class: "big", id: "usage-totals" },
-      `${usage.from} to ${usage.to}: ${totals.total_jobs} jobs, ${totals.total_credits} credits.`,
+      `${usage.from} to ${usage.to}: ${plural(totals.total_jobs, "job")}, ${plural(totals.total_credits, "credit")}.`,
     ),
     taskTypes.length ? usageChart(usage.days, measure, taskTypes) : h("p", {}, "No usage in this range."),
     table(usage.days, taskTypes, measure),
