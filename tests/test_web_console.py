@@ -316,6 +316,43 @@ def test_an_image_is_shown_inline_from_a_blob(tab: Tab, fake_ai: FakeOpenAI, ima
     tab.shot("image-job")
 
 
+def test_a_team_pays_for_a_job_submitted_for_it(tab: Tab, fake_ai: FakeOpenAI) -> None:
+    page = tab.page
+    sign_up(tab)
+    tab.go("/teams")
+    expect(page.locator("#teams tbody")).to_have_text("You are in no team yet.")
+    page.get_by_label("Name of the new team").fill("Research")
+    page.get_by_role("button", name="Create team").click()
+    expect(page.get_by_role("heading", name="Research", level=1)).to_be_visible()
+    expect(page.locator("#team-balance")).to_have_text("Team balance: 0 credits. Your role: Owner. 1 member.")
+    expect(page.locator("#members tbody tr")).to_have_count(1)
+    page.get_by_label("Credits to move from your balance").fill("5")
+    page.get_by_role("button", name="Move credits").click()
+    expect(page.get_by_role("status").filter(has_text="Moved")).to_have_text(
+        "Moved 5 credits to the team. Its balance: 5 credits."
+    )
+    expect(header_balance(tab)).to_have_text("5 credits")
+    tab.axe("team")
+    tab.shot("team")
+
+    page.get_by_role("link", name="Submit a job charged to this team").click()
+    expect(page.get_by_label("Charge to")).to_have_value(re.compile(r"^[0-9a-f]{32}$"))
+    page.get_by_label("Task type").select_option("summarize")
+    expect(page.locator("#price")).to_contain_text(
+        "Team Research's balance: 5 credits. After this job: 4 credits."
+    )
+    page.get_by_label("Text to summarize").fill("A job the team pays for.")
+    fake_ai.script(Reply(SUMMARY))
+    page.get_by_role("button", name="Submit job").click()
+    expect(page.locator("#output-text")).to_have_text(SUMMARY, timeout=30_000)
+    expect(header_balance(tab)).to_have_text("5 credits")  # not the member's own credits
+    tab.go("/teams")
+    row = page.locator("#teams tbody tr")
+    expect(row).to_contain_text("Research")
+    expect(row).to_contain_text("4 credits")
+    tab.axe("teams")
+
+
 def test_firebase_sign_in_through_the_auth_emulator(tab: Tab, stack: Stack) -> None:
     page = tab.page
     email = f"ada{uuid.uuid4().hex[:8]}@example.com"
@@ -411,7 +448,7 @@ def test_errors_are_shown_in_words(tab: Tab, api: Api, expensive_summaries: int)
 def test_every_page_passes_axe_and_is_usable_by_keyboard(tab: Tab) -> None:
     page = tab.page
     sign_up(tab)
-    for route in ("/credits", "/submit", "/jobs", "/usage", "/keys", "/conversations", "/nowhere"):
+    for route in ("/credits", "/submit", "/jobs", "/usage", "/keys", "/conversations", "/teams", "/nowhere"):
         tab.go(route)
         expect(page.locator("main h1")).to_be_focused()
         tab.axe(route)

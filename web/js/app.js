@@ -12,6 +12,7 @@ import * as jobs from "./pages/jobs.js";
 import * as keys from "./pages/keys.js";
 import * as signin from "./pages/signin.js";
 import * as submit from "./pages/submit.js";
+import * as teams from "./pages/teams.js";
 import * as usage from "./pages/usage.js";
 
 const ROUTES = [
@@ -24,6 +25,8 @@ const ROUTES = [
   [/^\/keys$/, keys],
   [/^\/conversations$/, conversations],
   [/^\/conversations\/([A-Za-z0-9_-]+)$/, conversations],
+  [/^\/teams$/, teams],
+  [/^\/teams\/([A-Za-z0-9_-]+)$/, teams],
 ];
 
 const NAV = [
@@ -33,6 +36,7 @@ const NAV = [
   ["#/usage", "Usage"],
   ["#/keys", "API keys"],
   ["#/conversations", "Conversations"],
+  ["#/teams", "Teams"],
 ];
 
 let config;

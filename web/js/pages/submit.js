@@ -47,10 +47,22 @@ function readOption({ spec, control }) {
 }
 
 export async function render(ctx) {
-  const [catalog, user] = await Promise.all([ctx.catalog(), ctx.me()]);
-  let balance = user.credits;
+  // Teams are optional: an API without them answers 404, and the console offers own credits only.
+  const [catalog, user, teamList] = await Promise.all([
+    ctx.catalog(),
+    ctx.me(),
+    ctx.api.get("/teams", { signal: ctx.signal }).catch(() => ({ teams: [] })),
+  ]);
+  let ownBalance = user.credits;
+  const teams = teamList.teams;
   const types = catalog.task_types;
   const preset = ctx.query.get("task_type");
+  const payer = h("select", { name: "team_id", id: "team_id" }, h("option", { value: "" }, "My own credits"));
+  for (const t of teams) {
+    payer.append(h("option", { value: t.team_id, selected: t.team_id === ctx.query.get("team_id") }, `Team ${t.name}`));
+  }
+  const team = () => teams.find((t) => t.team_id === payer.value);
+  const balanceOf = () => (team() ? team().credits : ownBalance);
 
   const taskType = h("select", { name: "task_type", id: "task_type" });
   for (const t of types) taskType.append(h("option", { value: t.task_type, selected: t.task_type === preset }, words(t.task_type)));
@@ -72,9 +84,11 @@ export async function render(ctx) {
   function showPrice() {
     const m = chosenModel();
     if (!m) return;
+    const balance = balanceOf();
     const after = balance - m.cost;
+    const whose = team() ? `Team ${team().name}'s balance` : "Your balance";
     price.textContent =
-      `Price: ${plural(m.cost, "credit")}. Your balance: ${plural(balance, "credit")}.` +
+      `Price: ${plural(m.cost, "credit")}. ${whose}: ${plural(balance, "credit")}.` +
       (after >= 0 ? ` After this job: ${plural(after, "credit")}.` : ` You need ${plural(-after, "more credit")}.`);
     send.disabled = !m.available;
   }
@@ -102,6 +116,7 @@ export async function render(ctx) {
   const fresh = () => {
     idempotencyKey = crypto.randomUUID();
   };
+  payer.addEventListener("change", () => (showPrice(), fresh()));
   taskType.addEventListener("change", () => (showModels(), fresh()));
   model.addEventListener("change", () => (showOptions(), fresh()));
 
@@ -124,9 +139,11 @@ export async function render(ctx) {
         const inputData = t.task_type === "chat" ? [{ role: "user", content: text }] : text;
         send.disabled = true;
         try {
+          const body = { task_type: t.task_type, input_data: inputData, options: chosen };
+          if (team()) body.team_id = team().team_id;
           const accepted = await ctx.api.post(
             "/submit_job",
-            { task_type: t.task_type, input_data: inputData, options: chosen },
+            body,
             { headers: { "Idempotency-Key": idempotencyKey } },
           );
           fresh();
@@ -134,9 +151,15 @@ export async function render(ctx) {
           ctx.navigate(`/jobs/${accepted.job_id}`);
         } catch (error) {
           const context = { cost: m.cost };
-          if (error.status === 402) {
+          if (error.code === "insufficient_credits") {
             // The balance may have moved since the page loaded: read it to say what is missing.
-            balance = (await ctx.me().catch(() => ({ credits: balance }))).credits;
+            if (team()) {
+              const latest = await ctx.api.get(`/teams/${team().team_id}`).catch(() => team());
+              team().credits = latest.credits;
+            } else {
+              ownBalance = (await ctx.me().catch(() => ({ credits: ownBalance }))).credits;
+            }
+            const balance = balanceOf();
             Object.assign(context, { balance, missing: m.cost - balance });
             showPrice();
           }
@@ -148,6 +171,7 @@ export async function render(ctx) {
     },
     field("Task type", taskType),
     field("Model", model),
+    teams.length ? field("Charge to", payer) : null,
     inputField,
     optionsBox,
     price,
