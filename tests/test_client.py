@@ -62,14 +62,19 @@ def _error_body(code: str, message: str = "m") -> dict[str, Any]:
         (401, "invalid_token", errors.InvalidToken),
         (401, "token_expired", errors.TokenExpired),
         (402, "insufficient_credits", errors.InsufficientCredits),
+        (402, "member_daily_limit", errors.MemberDailyLimit),
+        (402, "member_monthly_limit", errors.MemberMonthlyLimit),
         (403, "admin_only", errors.AdminOnly),
         (403, "origin_not_allowed", errors.OriginNotAllowed),
+        (403, "team_role_required", errors.TeamRoleRequired),
         (404, "job_not_found", errors.JobNotFound),
         (404, "user_not_found", errors.UserNotFound),
         (404, "report_not_found", errors.ReportNotFound),
         (404, "route_not_found", errors.RouteNotFound),
         (404, "webhook_not_found", errors.WebhookNotFound),
         (404, "image_not_found", errors.ImageNotFound),
+        (404, "team_not_found", errors.TeamNotFound),
+        (404, "member_not_found", errors.MemberNotFound),
         (405, "method_not_allowed", errors.MethodNotAllowed),
         (409, "username_taken", errors.UsernameTaken),
         (409, "idempotency_key_reused", errors.IdempotencyKeyReused),
@@ -77,6 +82,13 @@ def _error_body(code: str, message: str = "m") -> dict[str, Any]:
         (409, "job_in_progress", errors.JobInProgress),
         (409, "grant_id_reused", errors.GrantIdReused),
         (409, "balance_too_low", errors.BalanceTooLow),
+        (409, "already_member", errors.AlreadyMember),
+        (409, "team_full", errors.TeamFull),
+        (409, "too_many_teams", errors.TooManyTeams),
+        (409, "last_owner", errors.LastOwner),
+        (409, "team_not_empty", errors.TeamNotEmpty),
+        (409, "team_busy", errors.TeamBusy),
+        (409, "transfer_id_reused", errors.TransferIdReused),
         (413, "payload_too_large", errors.PayloadTooLarge),
         (413, "input_too_large", errors.InputTooLarge),
         (415, "unsupported_media_type", errors.UnsupportedMediaType),
@@ -115,6 +127,12 @@ def test_every_code_has_its_exception(status: int, code: str, cls: type[errors.A
     if isinstance(error, errors.RetryableError):
         assert error.retry_after == 7.0
     assert getattr(aijobs, cls.__name__) is cls
+    assert cls.__name__ in errors.__all__
+
+
+def test_a_members_limit_is_a_lack_of_credits() -> None:
+    for code in ("member_daily_limit", "member_monthly_limit"):
+        assert isinstance(errors.error_for(402, _error_body(code)), errors.InsufficientCredits)
 
 
 def test_every_code_the_server_answers_has_its_own_exception() -> None:
@@ -218,6 +236,69 @@ def test_each_submit_has_its_own_key_and_a_callers_key_is_sent() -> None:
     client.submit("summarize", "a", idempotency_key="my-key-1")
     keys = [r.headers["Idempotency-Key"] for r in script.requests]
     assert keys[0] != keys[1] and keys[2] == "my-key-1"
+
+
+def test_a_transfer_is_retried_with_the_same_transfer_id() -> None:
+    moved = {"transfer_id": "x", "team_id": "t1", "amount": 5, "team_credits": 5, "created_at": "now"}
+    script = Script(
+        _refusal(503, "outcome_unknown", "1"), httpx.ReadTimeout("slow"), httpx.Response(200, json=moved)
+    )
+    assert script.client().transfer_to_team("t1", 5) == moved
+    bodies = [json.loads(r.content) for r in script.requests]
+    assert len(bodies) == 3 and all(b == bodies[0] for b in bodies)
+    assert bodies[0]["amount"] == 5 and uuid.UUID(bodies[0]["transfer_id"]).version == 4
+
+    script = Script(*[httpx.Response(200, json=moved)] * 2)
+    script.client().transfer_to_team("t1", -2, transfer_id="back-1")
+    script.client().transfer_to_team("t1", 5)
+    assert json.loads(script.requests[0].content) == {"amount": -2, "transfer_id": "back-1"}
+    assert json.loads(script.requests[1].content)["transfer_id"] != "back-1"
+
+
+def test_team_calls_send_what_was_given() -> None:
+    csv_text = "member,jobs,credits,refunded\r\nada,1,1,0\r\n"
+    member = {"username": "ada", "role": "member"}
+    script = Script(
+        httpx.Response(201, json=member),
+        httpx.Response(201, json=member),
+        httpx.Response(200, json=member),
+        httpx.Response(204),
+        httpx.Response(200, text=csv_text, headers={"Content-Type": "text/csv; charset=utf-8"}),
+        *[httpx.Response(202, json=ACCEPTED)] * 3,
+    )
+    client = script.client()
+    client.add_team_member("t/1", "ada")
+    client.add_team_member("t1", "ada", "admin", daily_limit=0, monthly_limit=30)
+    client.update_team_member("t1", "ada", daily_limit=None)
+    client.remove_team_member("t1", "ada")
+    assert client.team_usage_csv("t1", "2026-01-01", "2026-01-31", group_by="member") == csv_text
+    client.submit("summarize", "a", team_id="t1")
+    client.submit("summarize", "a")
+    client.create_batch([{"task_type": "summarize", "input_data": "a"}], team_id="t1")
+    sent = [(r.method, r.url.raw_path.decode(), r.content) for r in script.requests]
+    assert sent[0][:2] == ("POST", "/teams/t%2F1/members")
+    assert json.loads(sent[0][2]) == {"username": "ada", "role": "member"}  # no limits unless given
+    assert json.loads(sent[1][2]) == {
+        "username": "ada",
+        "role": "admin",
+        "daily_limit": 0,
+        "monthly_limit": 30,
+    }
+    assert sent[2][:2] == ("PATCH", "/teams/t1/members/ada")
+    assert json.loads(sent[2][2]) == {"daily_limit": None}
+    assert sent[3][:2] == ("DELETE", "/teams/t1/members/ada")
+    usage = script.requests[4]
+    assert usage.url.path == "/teams/t1/usage" and usage.headers["Accept"] == "text/csv"
+    assert dict(usage.url.params) == {
+        "from": "2026-01-01",
+        "to": "2026-01-31",
+        "group_by": "member",
+        "format": "csv",
+    }
+    assert json.loads(sent[5][2])["team_id"] == "t1" and "team_id" not in json.loads(sent[6][2])
+    assert json.loads(sent[7][2])["team_id"] == "t1"
+    with pytest.raises(ValueError):
+        client.get_team("")
 
 
 def test_retries_are_bounded_by_attempts() -> None:
@@ -492,6 +573,143 @@ def test_api_errors_raise_their_exceptions(client: aijobs.Client, paused_queue: 
     assert not broke.value.retryable
 
 
+def _signed_up(api: Api) -> tuple[aijobs.Client, str]:
+    """A new account's own client (closed at the end of the test by ``_close``) and its username."""
+    c = aijobs.Client(api.base_url)
+    name = _name()
+    c.signup(name, PASSWORD)
+    return c, name
+
+
+def _fund(team_id: str, amount: int) -> None:
+    """An admin's grant to the team, in-process."""
+    from shared import credits
+
+    credits.grant(
+        credits.GrantCreate(team_id=team_id, amount=amount, reason="t", grant_id=uuid.uuid4().hex), "test"
+    )
+
+
+def test_a_team_from_a_transfer_to_a_members_job_and_its_usage(api: Api, fake_ai: FakeOpenAI) -> None:
+    (owner, owner_name), (member, member_name) = _signed_up(api), _signed_up(api)
+    with owner, member:
+        team = owner.create_team("Research")
+        team_id = team["team_id"]
+        assert (team["name"], team["role"], team["credits"], team["members"]) == ("Research", "owner", 0, 1)
+        assert [t["team_id"] for t in owner.list_teams()["teams"]] == [team_id]
+        assert owner.rename_team(team_id, "Research (EU)")["name"] == "Research (EU)"
+
+        added = owner.add_team_member(team_id, member_name)
+        assert (added["username"], added["role"], added["daily_limit"], added["monthly_limit"]) == (
+            member_name,
+            "member",
+            None,
+            None,
+        )
+        roster = owner.list_team_members(team_id)["members"]
+        assert sorted((m["username"], m["role"]) for m in roster) == sorted(
+            [(owner_name, "owner"), (member_name, "member")]
+        )
+        assert member.get_team(team_id)["role"] == "member"
+
+        moved = owner.transfer_to_team(team_id, 5, transfer_id="topup-1")
+        assert (moved["amount"], moved["team_credits"], moved["transfer_id"]) == (5, 5, "topup-1")
+        again = owner.transfer_to_team(team_id, 5, transfer_id="topup-1")
+        assert again["team_credits"] == 5 and again["created_at"] == moved["created_at"]
+        with pytest.raises(errors.TransferIdReused) as reused:
+            owner.transfer_to_team(team_id, 4, transfer_id="topup-1")
+        assert reused.value.status == 409 and isinstance(reused.value, errors.Conflict)
+        assert owner.me()["credits"] == 5 and owner.get_team(team_id)["credits"] == 5
+
+        fake_ai.script(Reply("The team's summary."))
+        accepted = member.submit("summarize", "A text for the team. " * 10, team_id=team_id)
+        done = member.wait(accepted["job_id"], timeout=30)
+        assert done["status"] == "completed" and done["output"] == {"text": "The team's summary."}
+        cost = accepted["cost"]
+        assert cost >= 1
+        assert owner.get_team(team_id)["credits"] == 5 - cost
+        assert member.me()["credits"] == 10  # the team paid, not the member
+
+        ledger = owner.team_credits(team_id)
+        assert ledger["credits"] == 5 - cost
+        assert [(t["type"], t["amount"], t.get("username")) for t in ledger["transactions"]] == [
+            ("charge", -cost, member_name),
+            ("transfer", 5, owner_name),
+        ]
+        spent = {m["username"]: m["spent_today"] for m in owner.list_team_members(team_id)["members"]}
+        assert spent == {owner_name: 0, member_name: cost}
+
+        today = datetime.now(UTC).date()
+        usage = owner.team_usage(team_id, today, today.isoformat(), group_by="member")
+        assert (usage["team_id"], usage["from"], usage["group_by"]) == (team_id, today.isoformat(), "member")
+        assert usage["rows"] == [{"key": member_name, "jobs": 1, "credits": cost, "refunded": 0}]
+        assert (usage["total_jobs"], usage["total_credits"]) == (1, cost)
+        by_day = owner.team_usage(team_id, today, today)
+        assert [r["key"] for r in by_day["rows"]] == [today.isoformat()]
+        text = owner.team_usage_csv(team_id, today, today, group_by="member")
+        assert text.splitlines() == ["member,jobs,credits,refunded", f"{member_name},1,{cost},0"]
+
+
+def test_team_errors_raise_their_exceptions(api: Api, paused_queue: None) -> None:
+    (owner, owner_name), (member, member_name), (stranger, stranger_name) = (
+        _signed_up(api),
+        _signed_up(api),
+        _signed_up(api),
+    )
+    with owner, member, stranger:
+        team_id = owner.create_team("Limits")["team_id"]
+        owner.add_team_member(team_id, member_name, daily_limit=0)
+        _fund(team_id, 3)
+
+        with pytest.raises(errors.TeamNotFound) as hidden:
+            stranger.get_team(team_id)
+        assert hidden.value.status == 404 and isinstance(hidden.value, errors.NotFound)
+        with pytest.raises(errors.TeamNotFound):
+            stranger.submit("summarize", "Not my team.", team_id=team_id)
+        with pytest.raises(errors.TeamRoleRequired) as role:
+            member.add_team_member(team_id, stranger_name)
+        assert role.value.status == 403 and isinstance(role.value, errors.Forbidden)
+        with pytest.raises(errors.TeamRoleRequired):
+            member.transfer_to_team(team_id, 1)
+        with pytest.raises(errors.AlreadyMember):
+            owner.add_team_member(team_id, member_name)
+        with pytest.raises(errors.MemberNotFound):
+            owner.remove_team_member(team_id, stranger_name)
+
+        with pytest.raises(errors.MemberDailyLimit) as daily:
+            member.submit("summarize", "Over my limit.", team_id=team_id)
+        assert daily.value.status == 402 and isinstance(daily.value, errors.InsufficientCredits)
+        owner.update_team_member(team_id, member_name, daily_limit=None, monthly_limit=0)
+        with pytest.raises(errors.MemberMonthlyLimit):
+            member.submit("summarize", "Over my limit.", team_id=team_id)
+        assert owner.get_team(team_id)["credits"] == 3  # refused: nothing charged
+
+        with pytest.raises(errors.LastOwner) as last:
+            owner.remove_team_member(team_id, owner_name)
+        assert last.value.status == 409 and isinstance(last.value, errors.Conflict)
+        with pytest.raises(errors.LastOwner):
+            owner.update_team_member(team_id, owner_name, role="admin")
+
+        with pytest.raises(errors.TeamNotEmpty):
+            owner.delete_team(team_id)
+        owner.update_team_member(team_id, member_name, monthly_limit=None)
+        queued = member.submit("summarize", "Held in the queue.", team_id=team_id)
+        left = owner.get_team(team_id)["credits"]
+        assert left == 3 - queued["cost"]
+        owner.transfer_to_team(team_id, -left)
+        with pytest.raises(errors.TeamBusy):
+            owner.delete_team(team_id)
+        member.cancel_job(queued["job_id"])  # refunded to the team
+        with pytest.raises(errors.TeamNotEmpty):
+            owner.delete_team(team_id)
+        owner.transfer_to_team(team_id, -queued["cost"])
+        assert owner.me()["credits"] == 13
+        owner.delete_team(team_id)
+        with pytest.raises(errors.TeamNotFound):
+            owner.get_team(team_id)
+        assert owner.list_teams()["teams"] == []
+
+
 # -- the command, as a real process -----------------------------------------------------------
 
 
@@ -620,6 +838,26 @@ def test_the_command_cancels_a_queued_job(cli: Cli, paused_queue: None) -> None:
     again = cli("jobs", "cancel", job_id, ok=False)
     assert again.returncode == 1 and "job_not_cancelable" in again.stderr
     assert cli.json("me")["credits"] == 10
+
+
+def test_the_command_creates_lists_and_submits_to_a_team(cli: Cli, fake_ai: FakeOpenAI) -> None:
+    cli("signup", _name(), "--password", PASSWORD)
+    assert cli("teams", "list").stdout.strip() == "No teams."
+    created = cli("teams", "create", "Research")
+    assert "created" in created.stdout and "Research" in created.stdout
+    team = cli.json("teams", "list")["teams"][0]
+    assert (team["name"], team["role"], team["credits"]) == ("Research", "owner", 0)
+    table = cli("teams", "list").stdout.splitlines()
+    assert table[0].split() == ["TEAM_ID", "NAME", "ROLE", "MEMBERS", "CREDITS"]
+    assert table[1].split() == [team["team_id"], "Research", "owner", "1", "0"]
+
+    broke = cli("submit", "summarize", "On the team.", "--team", team["team_id"], ok=False)
+    assert broke.returncode == 1 and "insufficient_credits" in broke.stderr
+    _fund(team["team_id"], 2)
+    fake_ai.script(Reply("Paid by the team."))
+    done = cli("submit", "summarize", "On the team.", "--team", team["team_id"], "--wait")
+    assert done.stdout.strip() == "Paid by the team."
+    assert cli.json("teams", "list")["teams"][0]["credits"] == 1 and cli.json("me")["credits"] == 10
 
 
 def test_the_command_exit_codes(cli: Cli) -> None:

@@ -89,6 +89,9 @@ def _parser() -> argparse.ArgumentParser:
         help="a task option (VALUE is read as JSON when it parses, else as a string); repeatable",
     )
     sub.add_argument("--idempotency-key", metavar="KEY", help="the Idempotency-Key (default: a new uuid4)")
+    sub.add_argument(
+        "--team", metavar="TEAM_ID", help="charge the job to this team's pool (you are its member)"
+    )
     _waiting(sub, "wait for the job to finish and print its output")
     sub.set_defaults(run=_submit)
 
@@ -105,6 +108,14 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("cancel", "cancel a queued job (its cost is refunded)", actions)
     sub.add_argument("job_id", metavar="JOB_ID")
     sub.set_defaults(run=_jobs_cancel)
+
+    teams = command("teams", "list or create teams (shared credit pools)")
+    actions = teams.add_subparsers(dest="action", metavar="ACTION", required=True)
+    sub = command("list", "my teams, by name, with my role and each pool's balance", actions)
+    sub.set_defaults(run=_teams_list)
+    sub = command("create", "create a team (you are its owner)", actions)
+    sub.add_argument("name", metavar="NAME")
+    sub.set_defaults(run=_teams_create)
 
     sub = command("usage", "jobs and credits per day and task type")
     sub.add_argument(
@@ -304,7 +315,9 @@ def _submit(s: Session) -> None:
     options = dict(parse_option(o) for o in s.args.option)
     input_data = _input(s)
     with s.client() as api:
-        accepted = api.submit(s.args.task_type, input_data, options, idempotency_key=s.args.idempotency_key)
+        accepted = api.submit(
+            s.args.task_type, input_data, options, idempotency_key=s.args.idempotency_key, team_id=s.args.team
+        )
         job_id = accepted["job_id"]
         if not s.args.wait:
             s.emit(
@@ -399,6 +412,29 @@ def _jobs_cancel(s: Session) -> None:
     with s.client() as api:
         job = api.cancel_job(s.args.job_id)
     s.emit(job, lambda: s.print(f"job {job['job_id']} {job['status']}; {job['cost']} credits refunded"))
+
+
+def _teams_list(s: Session) -> None:
+    with s.client() as api:
+        answer = api.list_teams()
+
+    def human() -> None:
+        rows = [
+            [t["team_id"], t["name"], t["role"], str(t["members"]), str(t["credits"])]
+            for t in answer["teams"]
+        ]
+        if rows:
+            _table(s.out, ["TEAM_ID", "NAME", "ROLE", "MEMBERS", "CREDITS"], rows, right={3, 4})
+        else:
+            s.print("No teams.")
+
+    s.emit(answer, human)
+
+
+def _teams_create(s: Session) -> None:
+    with s.client() as api:
+        team = api.create_team(s.args.name)
+    s.emit(team, lambda: s.print(f"team {team['team_id']} {team['name']!r} created; you are its owner"))
 
 
 def _usage(s: Session) -> None:

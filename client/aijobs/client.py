@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, Literal, cast
 from urllib.parse import quote
 
 import httpx
@@ -42,8 +42,15 @@ from .types import (
     Me,
     MessageAccepted,
     Signup,
+    Team,
+    TeamList,
+    TeamMember,
+    TeamMemberList,
+    TeamRole,
+    TeamUsage,
     Token,
     Transaction,
+    Transfer,
     Usage,
 )
 
@@ -54,6 +61,7 @@ MAX_WAIT_SECONDS = 25
 """The longest ``?wait=N`` the server accepts."""
 _WAIT_SLACK_SECONDS = 15.0
 """A long-poll's read timeout is its ``wait`` plus this."""
+_GroupBy = Literal["member", "task_type", "day"]
 
 
 @dataclass(frozen=True)
@@ -67,7 +75,8 @@ class RetryPolicy:
     ``retry_after`` telling when to come back.
 
     What is retried: 429 and 503 on every call, except ``503 outcome_unknown``, which only
-    calls that are safe to repeat retry (reads, login, a submit with its ``Idempotency-Key``);
+    calls that are safe to repeat retry (reads, login, a submit with its ``Idempotency-Key``,
+    a transfer with its ``transfer_id``);
     a failed connection (the request surely never left) on every call; a connection lost
     after sending, or a read timeout, only on calls that are safe to repeat.
     ``RetryPolicy.none()`` turns retries off.
@@ -228,15 +237,19 @@ class Client:
         options: Mapping[str, Any] | None = None,
         *,
         idempotency_key: str | None = None,
+        team_id: str | None = None,
     ) -> JobAccepted:
         """Submit a job (charged at once, refunded if it fails).
 
         Sends an ``Idempotency-Key`` (a fresh uuid4 unless ``idempotency_key`` is given) and
         the same key on every retry, so retries never charge twice: a repeat answers the
-        first job.
+        first job. With ``team_id`` the job is charged to that team's pool (the caller must be
+        a member; ``MemberDailyLimit``/``MemberMonthlyLimit`` past the member's limits).
         """
         key = idempotency_key or str(uuid.uuid4())
         body = {"task_type": task_type, "input_data": input_data, "options": dict(options or {})}
+        if team_id is not None:
+            body["team_id"] = team_id
         answer = self._call(
             "POST", "/submit_job", json=body, headers={"Idempotency-Key": key}, idempotent=True
         )
@@ -329,12 +342,19 @@ class Client:
     # -- batches -------------------------------------------------------------------------
 
     def create_batch(
-        self, jobs: list[Mapping[str, Any]], *, idempotency_key: str | None = None
+        self,
+        jobs: list[Mapping[str, Any]],
+        *,
+        idempotency_key: str | None = None,
+        team_id: str | None = None,
     ) -> dict[str, Any]:
         """Submit up to 500 jobs (``{"task_type", "input_data", "options"}`` each), charged as
-        one, all or nothing; the same ``Idempotency-Key`` on every retry, as ``submit``."""
+        one, all or nothing; the same ``Idempotency-Key`` on every retry, as ``submit``. With
+        ``team_id`` the batch is charged to that team's pool, as ``submit``'s."""
         key = idempotency_key or str(uuid.uuid4())
-        body = {"jobs": [dict(job) for job in jobs]}
+        body: dict[str, Any] = {"jobs": [dict(job) for job in jobs]}
+        if team_id is not None:
+            body["team_id"] = team_id
         answer = self._call("POST", "/batches", json=body, headers={"Idempotency-Key": key}, idempotent=True)
         return cast(dict[str, Any], answer)
 
@@ -387,6 +407,92 @@ class Client:
         path = f"/conversations/{_segment(conversation_id)}/messages"
         answer = self._call("POST", path, json=body, headers={"Idempotency-Key": key}, idempotent=True)
         return cast(MessageAccepted, answer)
+
+    # -- teams ---------------------------------------------------------------------------
+
+    def create_team(self, name: str) -> Team:
+        """A team with an empty credit pool; the caller is its owner (``TooManyTeams`` past the most)."""
+        return cast(Team, self._call("POST", "/teams", json={"name": name}, idempotent=False))
+
+    def list_teams(self) -> TeamList:
+        """The caller's teams, by name, with the caller's role and each pool's balance."""
+        return cast(TeamList, self._call("GET", "/teams"))
+
+    def get_team(self, team_id: str) -> Team:
+        """One of the caller's teams; ``TeamNotFound`` if the caller is not its member."""
+        return cast(Team, self._call("GET", f"/teams/{_segment(team_id)}"))
+
+    def rename_team(self, team_id: str, name: str) -> Team:
+        """Owners and admins (else ``TeamRoleRequired``)."""
+        path = f"/teams/{_segment(team_id)}"
+        return cast(Team, self._call("PATCH", path, json={"name": name}, idempotent=True))
+
+    def delete_team(self, team_id: str) -> None:
+        """Owners; ``TeamNotEmpty`` while the pool holds credits, ``TeamBusy`` while a job
+        charged to it is unfinished."""
+        self._call("DELETE", f"/teams/{_segment(team_id)}", idempotent=True)
+
+    def list_team_members(self, team_id: str) -> TeamMemberList:
+        """The members by username, with their roles, limits and what they spent."""
+        return cast(TeamMemberList, self._call("GET", f"/teams/{_segment(team_id)}/members"))
+
+    def add_team_member(
+        self,
+        team_id: str,
+        username: str,
+        role: TeamRole = "member",
+        daily_limit: int | None = None,
+        monthly_limit: int | None = None,
+    ) -> TeamMember:
+        """Add an existing account (owners and admins; only owners add owners). A limit is the
+        credits the member may spend from the pool in a UTC day or month; None: no limit."""
+        body: dict[str, Any] = {"username": username, "role": role}
+        limits = {"daily_limit": daily_limit, "monthly_limit": monthly_limit}
+        body |= {k: v for k, v in limits.items() if v is not None}
+        path = f"/teams/{_segment(team_id)}/members"
+        return cast(TeamMember, self._call("POST", path, json=body, idempotent=False))
+
+    def update_team_member(self, team_id: str, username: str, **changes: Any) -> TeamMember:
+        """Set ``role``, ``daily_limit`` and/or ``monthly_limit`` (a limit of ``None`` removes
+        it); ``LastOwner`` if that would leave the team without an owner."""
+        path = f"/teams/{_segment(team_id)}/members/{_segment(username)}"
+        return cast(TeamMember, self._call("PATCH", path, json=changes, idempotent=True))
+
+    def remove_team_member(self, team_id: str, username: str) -> None:
+        """Remove a member (owners and admins), or leave (your own username); never the last owner."""
+        path = f"/teams/{_segment(team_id)}/members/{_segment(username)}"
+        self._call("DELETE", path, idempotent=True)
+
+    def transfer_to_team(self, team_id: str, amount: int, transfer_id: str | None = None) -> Transfer:
+        """Move ``amount`` credits from the caller (an owner) to the team; negative: back.
+
+        Sends a ``transfer_id`` (a fresh uuid4 unless given) and the same one on every retry,
+        so a transfer moves at most once: a repeat answers the first, ``TransferIdReused`` if
+        it was used for another amount.
+        """
+        body = {"amount": amount, "transfer_id": transfer_id or str(uuid.uuid4())}
+        path = f"/teams/{_segment(team_id)}/credits"
+        return cast(Transfer, self._call("POST", path, json=body, idempotent=True))
+
+    def team_credits(self, team_id: str, limit: int | None = None, cursor: str | None = None) -> Credits:
+        """The team's balance and a page of its ledger, newest first (owners and admins)."""
+        path = f"/teams/{_segment(team_id)}/credits"
+        return cast(Credits, self._call("GET", path, params=_page(limit, cursor)))
+
+    def team_usage(
+        self, team_id: str, from_date: date | str, to_date: date | str, group_by: _GroupBy = "day"
+    ) -> TeamUsage:
+        """The team's jobs and credits per ``member``, ``task_type`` or ``day`` (owners and admins)."""
+        params = {"from": str(from_date), "to": str(to_date), "group_by": group_by}
+        return cast(TeamUsage, self._call("GET", f"/teams/{_segment(team_id)}/usage", params=params))
+
+    def team_usage_csv(
+        self, team_id: str, from_date: date | str, to_date: date | str, group_by: _GroupBy = "day"
+    ) -> str:
+        """The same as ``team_usage``, as the server's CSV text."""
+        params = {"from": str(from_date), "to": str(to_date), "group_by": group_by, "format": "csv"}
+        path = f"/teams/{_segment(team_id)}/usage"
+        return cast(str, self._call("GET", path, params=params, headers={"Accept": "text/csv"}))
 
     # -- the rest ------------------------------------------------------------------------
 
@@ -495,6 +601,8 @@ class Client:
             return None, error
         if response.is_success and response.headers.get("content-type", "").startswith("image/"):
             return response.content, None  # get_image: the picture's bytes, never decoded
+        if response.is_success and response.headers.get("content-type", "").startswith("text/csv"):
+            return response.text, None  # team_usage_csv: the CSV as text
         try:
             decoded = response.json() if response.content else None
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -530,7 +638,7 @@ def _page(limit: int | None, cursor: str | None) -> dict[str, str]:
     return params
 
 
-def _segment(job_id: str) -> str:
-    if not job_id:
-        raise ValueError("job_id must not be empty")
-    return quote(job_id, safe="")
+def _segment(part: str) -> str:
+    if not part:
+        raise ValueError("a path part (an id or a username) must not be empty")
+    return quote(part, safe="")

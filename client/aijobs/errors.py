@@ -11,15 +11,17 @@ The tree::
     ├── BadRequest (400)              MalformedJson, InvalidUnicode
     ├── Unauthenticated (401)         InvalidCredentials, InvalidToken, TokenExpired, InvalidApiKey,
     │                                 InvalidRefreshToken, RefreshTokenExpired, RefreshTokenReused
-    ├── InsufficientCredits (402)
-    ├── Forbidden (403)               AdminOnly, OriginNotAllowed, ApiKeyNotAllowed
+    ├── InsufficientCredits (402)     MemberDailyLimit, MemberMonthlyLimit
+    ├── Forbidden (403)               AdminOnly, OriginNotAllowed, ApiKeyNotAllowed, TeamRoleRequired
     ├── NotFound (404)                JobNotFound, UserNotFound, ReportNotFound, RouteNotFound,
     │                                 ConversationNotFound, WebhookNotFound, BatchNotFound,
-    │                                 ApiKeyNotFound
+    │                                 ApiKeyNotFound, ImageNotFound, TeamNotFound, MemberNotFound
     ├── MethodNotAllowed (405)
     ├── Conflict (409)                UsernameTaken, IdempotencyKeyReused, JobNotCancelable,
     │                                 JobInProgress, JobNotFinished, JobDeleted, GrantIdReused,
-    │                                 BalanceTooLow, ConversationBusy
+    │                                 BalanceTooLow, ConversationBusy, AlreadyMember, TeamFull,
+    │                                 TooManyTeams, LastOwner, TeamNotEmpty, TeamBusy,
+    │                                 TransferIdReused
     ├── PayloadTooLarge (413)         InputTooLarge
     ├── UnsupportedMediaType (415)
     ├── InvalidRequest (422)          InvalidLimit, InvalidCursor, InvalidWait, InvalidOption,
@@ -32,7 +34,8 @@ The tree::
     ├── WaitTimeout                   (client side: ``Client.wait`` ran out of time)
     └── RetryableError                the same request may succeed later: retried by the client
         ├── RateLimited (429)         SignupRateLimited, TooManyLoginAttempts, SubmitRateLimited
-        ├── Unavailable (503)         EnqueueFailed, OutcomeUnknown, Unhealthy, CatalogInvalid
+        ├── Unavailable (503)         EnqueueFailed, OutcomeUnknown, Unhealthy, StorageUnavailable,
+        │                             CatalogInvalid
         └── NetworkError              (client side: no HTTP answer; ``status`` 0)
 
 ``RetryableError`` is what ``Client`` retries (within its ``RetryPolicy``); ``retry_after``
@@ -50,6 +53,7 @@ from typing import Any, ClassVar
 __all__ = [
     "AdminOnly",
     "AijobsError",
+    "AlreadyMember",
     "ApiKeyNotAllowed",
     "ApiKeyNotFound",
     "BadRequest",
@@ -64,6 +68,7 @@ __all__ = [
     "Forbidden",
     "GrantIdReused",
     "IdempotencyKeyReused",
+    "ImageNotFound",
     "InputTooLarge",
     "InsufficientCredits",
     "InvalidApiKey",
@@ -85,7 +90,11 @@ __all__ = [
     "JobNotCancelable",
     "JobNotFinished",
     "JobNotFound",
+    "LastOwner",
     "MalformedJson",
+    "MemberDailyLimit",
+    "MemberMonthlyLimit",
+    "MemberNotFound",
     "MethodNotAllowed",
     "ModelUnavailable",
     "NetworkError",
@@ -101,13 +110,21 @@ __all__ = [
     "RouteNotFound",
     "ServerError",
     "SignupRateLimited",
+    "StorageUnavailable",
     "SubmitRateLimited",
     "TaskTypeUnsupported",
+    "TeamBusy",
+    "TeamFull",
+    "TeamNotEmpty",
+    "TeamNotFound",
+    "TeamRoleRequired",
     "TokenExpired",
     "TooManyApiKeys",
     "TooManyConversations",
     "TooManyLoginAttempts",
+    "TooManyTeams",
     "TooManyWebhooks",
+    "TransferIdReused",
     "Unauthenticated",
     "Unavailable",
     "Unhealthy",
@@ -264,6 +281,18 @@ class InsufficientCredits(AijobsError):
     error_code, http_status = "insufficient_credits", 402
 
 
+class MemberDailyLimit(InsufficientCredits):
+    """A job charged to a team would pass the member's daily limit in it (UTC day)."""
+
+    error_code = "member_daily_limit"
+
+
+class MemberMonthlyLimit(InsufficientCredits):
+    """A job charged to a team would pass the member's monthly limit in it (UTC month)."""
+
+    error_code = "member_monthly_limit"
+
+
 # 403
 class Forbidden(AijobsError):
     error_code, http_status = "forbidden", 403
@@ -279,6 +308,12 @@ class ApiKeyNotAllowed(Forbidden):
 
 class OriginNotAllowed(Forbidden):
     error_code = "origin_not_allowed"
+
+
+class TeamRoleRequired(Forbidden):
+    """The caller's role in the team does not allow this (e.g. a member adding someone)."""
+
+    error_code = "team_role_required"
 
 
 # 404
@@ -322,6 +357,18 @@ class ImageNotFound(NotFound):
     """The job is the caller's but has no image (another task type, not completed, or deleted)."""
 
     error_code = "image_not_found"
+
+
+class TeamNotFound(NotFound):
+    """No such team, or the caller is not its member (another team's existence is not told)."""
+
+    error_code = "team_not_found"
+
+
+class MemberNotFound(NotFound):
+    """The username is not a member of the team."""
+
+    error_code = "member_not_found"
 
 
 # 405
@@ -372,6 +419,48 @@ class ConversationBusy(Conflict):
     """A message of the conversation is still waiting for its reply: it cannot be deleted yet."""
 
     error_code = "conversation_busy"
+
+
+class AlreadyMember(Conflict):
+    """The account is a member of the team already."""
+
+    error_code = "already_member"
+
+
+class TeamFull(Conflict):
+    """The team has its most members (100): remove one first."""
+
+    error_code = "team_full"
+
+
+class TooManyTeams(Conflict):
+    """The account belongs to its most teams (``TEAM_MAX_PER_USER``) already."""
+
+    error_code = "too_many_teams"
+
+
+class LastOwner(Conflict):
+    """That would leave the team without an owner: make another member owner first."""
+
+    error_code = "last_owner"
+
+
+class TeamNotEmpty(Conflict):
+    """The team's pool holds credits: move them out (a negative transfer) before deleting it."""
+
+    error_code = "team_not_empty"
+
+
+class TeamBusy(Conflict):
+    """A job charged to the team is unfinished: wait for it, or cancel it, before deleting it."""
+
+    error_code = "team_busy"
+
+
+class TransferIdReused(Conflict):
+    """The same ``transfer_id`` was sent before with a different transfer."""
+
+    error_code = "transfer_id_reused"
 
 
 # 413

@@ -27,8 +27,16 @@ __all__ = [
     "MessageAccepted",
     "MessageStatus",
     "Signup",
+    "Team",
+    "TeamList",
+    "TeamMember",
+    "TeamMemberList",
+    "TeamRole",
+    "TeamUsage",
+    "TeamUsageRow",
     "Token",
     "Transaction",
+    "Transfer",
     "Usage",
     "UsageDay",
     "UsageTotals",
@@ -81,10 +89,15 @@ class Me(Account):
 
 class Transaction(TypedDict):
     id: str
-    type: Literal["grant", "charge", "refund"]
+    type: Literal["grant", "adjustment", "charge", "refund", "transfer"]
     amount: int
     job_id: str | None
     created_at: str
+    reason: NotRequired[str | None]
+    team_id: NotRequired[str | None]
+    """A transfer's team, in a user's ledger."""
+    username: NotRequired[str | None]
+    """In a team's ledger: the member a charge, refund or transfer was made by."""
 
 
 class Credits(TypedDict):
@@ -207,3 +220,73 @@ class MessageAccepted(TypedDict):
     status: JobStatus
     cost: int
     credits: int
+
+
+TeamRole = Literal["owner", "admin", "member"]
+"""``owner``: everything, and only owners move money; ``admin``: the name, members and limits
+(not owners'); ``member``: submits jobs charged to the team."""
+
+
+class Team(TypedDict):
+    team_id: str
+    name: str
+    role: TeamRole
+    """The caller's role in the team."""
+    credits: int
+    """The team's balance: the pool its members' jobs (``submit(..., team_id=...)``) are charged to."""
+    members: int
+    created_at: str
+
+
+class TeamList(TypedDict):
+    teams: list[Team]
+    """The caller's teams, by name."""
+
+
+class TeamMember(TypedDict):
+    username: str
+    role: TeamRole
+    daily_limit: int | None
+    monthly_limit: int | None
+    spent_today: int
+    """Credits charged to the team by this member this UTC day, net of refunds."""
+    spent_this_month: int
+    joined_at: str
+
+
+class TeamMemberList(TypedDict):
+    members: list[TeamMember]
+    """By username."""
+
+
+class Transfer(TypedDict):
+    transfer_id: str
+    team_id: str
+    amount: int
+    """Credits moved to the team (negative: to the caller)."""
+    team_credits: int
+    """The team's balance after the transfer landed."""
+    created_at: str
+
+
+class TeamUsageRow(TypedDict):
+    key: str
+    """The member's username, the task type or the day (``YYYY-MM-DD``)."""
+    jobs: int
+    credits: int
+    """Credits charged, net of refunds."""
+    refunded: int
+
+
+TeamUsage = TypedDict(
+    "TeamUsage",
+    {
+        "team_id": str,
+        "from": str,
+        "to": str,
+        "group_by": Literal["member", "task_type", "day"],
+        "rows": list[TeamUsageRow],
+        "total_jobs": int,
+        "total_credits": int,
+    },
+)
