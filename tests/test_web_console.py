@@ -180,6 +180,7 @@ def test_sign_up_submit_watch_it_complete_and_see_the_cost(
     expect(ledger.nth(0)).to_contain_text("-1")
     expect(ledger.nth(1)).to_contain_text("Grant")
     expect(ledger.nth(1)).to_contain_text("+10")
+    expect(page.get_by_role("button", name="Show older entries")).to_be_hidden()  # no next page
     tab.axe("credits")
     tab.shot("credits")
 
@@ -292,6 +293,10 @@ def test_a_conversation_keeps_its_history(tab: Tab, fake_ai: FakeOpenAI) -> None
     thread = page.locator("#thread li")
     expect(thread.nth(2)).to_have_text("Assistant: See the Alfama and the Belém tower.", timeout=30_000)
     expect(header_balance(tab)).to_have_text("9 credits")
+    expect(page.get_by_text("Each message costs 1 credit. Your balance: 9 credits.")).to_be_visible()
+    expect(page.get_by_role("link", name="Conversations", exact=True)).to_have_attribute(
+        "aria-current", "page"
+    )
     tab.axe("conversation")
     tab.shot("conversation")
     tab.go("/conversations")

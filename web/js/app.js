@@ -74,7 +74,9 @@ function header(route) {
   if (!state) return;
   const list = h("ul");
   for (const [href, label] of NAV) {
-    const current = route === href.slice(1) || (href === "#/credits" && route === "/");
+    // A job's page is under Jobs, a conversation's under Conversations, and so on.
+    const section = href.slice(1);
+    const current = route === section || route.startsWith(`${section}/`) || (section === "/credits" && route === "/");
     list.append(h("li", {}, h("a", { href, "aria-current": current ? "page" : null }, label)));
   }
   nav.append(list);

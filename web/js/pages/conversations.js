@@ -61,7 +61,10 @@ async function one(ctx, id) {
   const [catalog, user] = await Promise.all([ctx.catalog(), ctx.me()]);
   const chat = catalog.task_types.find((t) => t.task_type === "chat");
   const cost = chat?.models.find((m) => m.id === chat.default_model)?.cost ?? 1;
-  price.textContent = `Each message costs ${plural(cost, "credit")}. Your balance: ${plural(user.credits, "credit")}.`;
+  const showPrice = (credits) => {
+    price.textContent = `Each message costs ${plural(cost, "credit")}. Your balance: ${plural(credits, "credit")}.`;
+  };
+  showPrice(user.credits);
 
   function show(conversation) {
     heading.textContent = conversation.title || "Untitled conversation";
@@ -108,7 +111,7 @@ async function one(ctx, id) {
             job = await api.get(`/jobs/${accepted.job_id}`, { query: { wait: 25 }, signal });
           }
           await reload();
-          ctx.me().catch(() => {});
+          showPrice((await ctx.me()).credits);
         } catch (error) {
           if (error.name === "AbortError") return;
           const context = { cost };
