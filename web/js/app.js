@@ -98,8 +98,10 @@ async function render() {
   leave.abort();
   leave = new AbortController();
   header(path);
-  const main = document.getElementById("main");
-  main.replaceChildren();
+  // Each page draws into a fresh container: a page still loading when the person moves on
+  // appends to a detached element, never into the next page.
+  const main = h("div", { class: "view" });
+  document.getElementById("main").replaceChildren(main);
   const page = found ? found[1] : null;
   if (!page) {
     document.title = "Not found · aijobs";

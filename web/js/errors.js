@@ -99,7 +99,7 @@ export function retryWords(seconds) {
  */
 export function describeError(error, context = {}) {
   const code = error?.code || "internal";
-  let text = WORDS[code] || WORDS[code.split(" ")[0]];
+  let text = WORDS[code];
   if (!text) text = `The service refused this (${code})${error?.message ? `: ${error.message}` : "."}`;
   if (DETAILED.has(code) && error?.message) text += ` (${error.message})`;
   if (error?.status === 402 || code === "insufficient_credits") {

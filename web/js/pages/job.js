@@ -142,7 +142,7 @@ export async function render(ctx) {
     h("section", { "aria-labelledby": "input-h" }, h("h2", { id: "input-h" }, "Input"), input),
   );
 
-  let job = await api.get(`/jobs/${jobId}`, { signal });
+  const job = await api.get(`/jobs/${jobId}`, { signal });
   show(job);
   follow(job);
 
