@@ -67,8 +67,10 @@ class Tab:
 
 def browser_session() -> Iterator[Any]:
     """One headless Chromium for the whole module (starting one costs about a second)."""
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # Assertions wait up to 15 s (Playwright's default is 5 s): scripts/test runs on 2 busy cores.
+    expect.set_options(timeout=15_000)
     assert AXE.exists(), f"{AXE} is missing: run scripts/_setup (npm ci installs axe-core)"
     with sync_playwright() as p:
         browser = launch_chromium(p)
