@@ -14,7 +14,19 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from shared import api_keys, auth, batches, catalog, conversations, jobs, reports, sessions, usage, webhooks
+from shared import (
+    api_keys,
+    auth,
+    batches,
+    catalog,
+    conversations,
+    jobs,
+    reports,
+    sessions,
+    teams,
+    usage,
+    webhooks,
+)
 from shared import credits as ledger
 from shared.images import CONTENT_TYPES as IMAGE_TYPES
 from shared.web import ErrorPublic, HealthPublic, PageQuery
@@ -81,6 +93,8 @@ class Operation:
     """More than the summary, when there is more to say."""
     media_types: tuple[str, ...] = ()
     """A success body that is not JSON (an image), in any of these types; with ``answer=None``."""
+    alternates: tuple[str, ...] = ()
+    """Other types the JSON ``answer`` can also be had in, as text (``text/csv``)."""
 
 
 def _f(status: int, why: str, *codes: str) -> Failure:
@@ -103,6 +117,19 @@ _PAGE = _f(422, "`limit` or `cursor` is invalid.", "invalid_limit", "invalid_cur
 _BODY = (_MALFORMED, _MEDIA)
 _WEEK = {"type": "string", "pattern": "^[0-9]{4}-W[0-9]{2}$", "examples": ["2026-W47"]}
 _ID = {"type": "string", "minLength": 1, "examples": ["0VqYtY8cq6jJ0o2l9Ajd"]}
+_TEAM_ID = {"type": "string", "minLength": 1, "examples": ["3f2a9c1e5b7d4e6f8a0b1c2d3e4f5a6b"]}
+_USERNAME = {"type": "string", "minLength": 1, "examples": ["grace"]}
+_TEAM_NOT_FOUND = _f(404, "No such team, or the caller is not its member.", "team_not_found")
+_TEAM_CHARGE_402 = _f(
+    402,
+    "The balance (the team's, with `team_id`) is less than the cost, or the cost would pass the "
+    "member's daily or monthly limit in the team.",
+    "insufficient_credits",
+    "member_daily_limit",
+    "member_monthly_limit",
+)
+_TEAM_ROLE = _f(403, "The caller's role in the team does not allow this.", "team_role_required")
+_MEMBER_NOT_FOUND = _f(404, "No such team or member.", "team_not_found", "member_not_found")
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation(
@@ -219,7 +246,8 @@ OPERATIONS: tuple[Operation, ...] = (
         failures=(
             *_BODY,
             _AUTH,
-            _f(402, "The balance is less than the job's cost.", "insufficient_credits"),
+            _TEAM_CHARGE_402,
+            _TEAM_NOT_FOUND,
             _f(409, "The `Idempotency-Key` was used with another request.", "idempotency_key_reused"),
             _f(
                 413,
@@ -371,7 +399,8 @@ OPERATIONS: tuple[Operation, ...] = (
         failures=(
             *_BODY,
             _AUTH,
-            _f(402, "The balance is less than the batch's cost.", "insufficient_credits"),
+            _TEAM_CHARGE_402,
+            _TEAM_NOT_FOUND,
             _f(409, "The `Idempotency-Key` was used with another request.", "idempotency_key_reused"),
             _f(413, "The body or an input is too large.", "payload_too_large", "input_too_large"),
             _f(
@@ -479,7 +508,7 @@ OPERATIONS: tuple[Operation, ...] = (
             *_BODY,
             _AUTH,
             _ADMIN,
-            _f(404, "No such username.", "user_not_found"),
+            _f(404, "No such username, or no such team.", "user_not_found", "team_not_found"),
             _f(
                 409,
                 "The `grant_id` was used with another grant, or the balance is too low to remove.",
@@ -634,6 +663,212 @@ OPERATIONS: tuple[Operation, ...] = (
                 "invalid_request",
             ),
             _f(429, "Too many submits this minute.", "submit_rate_limited"),
+        ),
+    ),
+    Operation(
+        method="post",
+        path="/teams",
+        operation_id="createTeam",
+        summary="Create a team with an empty credit pool; the caller is its owner",
+        tag="teams",
+        ok=201,
+        answer=teams.TeamPublic,
+        body=teams.TeamCreate,
+        failures=(
+            *_BODY,
+            _AUTH,
+            _f(409, "The account belongs to its most teams.", "too_many_teams"),
+            _f(422, "An invalid name.", "invalid_request"),
+        ),
+    ),
+    Operation(
+        method="get",
+        path="/teams",
+        operation_id="listTeams",
+        summary="The caller's teams, by name, with the caller's role and each pool's balance",
+        tag="teams",
+        ok=200,
+        answer=teams.TeamList,
+        failures=(_AUTH,),
+    ),
+    Operation(
+        method="get",
+        path="/teams/{team_id}",
+        operation_id="getTeam",
+        summary="One of the caller's teams",
+        tag="teams",
+        ok=200,
+        answer=teams.TeamPublic,
+        path_params={"team_id": _TEAM_ID},
+        failures=(_AUTH, _TEAM_NOT_FOUND),
+    ),
+    Operation(
+        method="patch",
+        path="/teams/{team_id}",
+        operation_id="updateTeam",
+        summary="Rename a team (owners and admins)",
+        tag="teams",
+        ok=200,
+        answer=teams.TeamPublic,
+        body=teams.TeamUpdate,
+        path_params={"team_id": _TEAM_ID},
+        failures=(*_BODY, _AUTH, _TEAM_ROLE, _TEAM_NOT_FOUND, _f(422, "An invalid name.", "invalid_request")),
+    ),
+    Operation(
+        method="delete",
+        path="/teams/{team_id}",
+        operation_id="deleteTeam",
+        summary="Delete a team whose pool is empty and whose jobs are all finished (owners)",
+        description=(
+            "Its members are removed; its ledger is kept for the books. Move its credits out first "
+            "with a negative transfer."
+        ),
+        tag="teams",
+        ok=204,
+        answer=None,
+        path_params={"team_id": _TEAM_ID},
+        failures=(
+            _AUTH,
+            _TEAM_ROLE,
+            _TEAM_NOT_FOUND,
+            _f(
+                409,
+                "The pool holds credits, or a job charged to it is unfinished.",
+                "team_not_empty",
+                "team_busy",
+            ),
+        ),
+    ),
+    Operation(
+        method="get",
+        path="/teams/{team_id}/members",
+        operation_id="listTeamMembers",
+        summary="A team's members, with their roles, limits and what they spent today and this month",
+        tag="teams",
+        ok=200,
+        answer=teams.MemberList,
+        path_params={"team_id": _TEAM_ID},
+        failures=(_AUTH, _TEAM_NOT_FOUND),
+    ),
+    Operation(
+        method="post",
+        path="/teams/{team_id}/members",
+        operation_id="addTeamMember",
+        summary="Add an account to a team with a role and optional limits (owners and admins)",
+        description="Admins add admins and members; only owners add owners.",
+        tag="teams",
+        ok=201,
+        answer=teams.MemberPublic,
+        body=teams.MemberCreate,
+        path_params={"team_id": _TEAM_ID},
+        failures=(
+            *_BODY,
+            _AUTH,
+            _TEAM_ROLE,
+            _f(404, "No such team, or no such username.", "team_not_found", "user_not_found"),
+            _f(
+                409,
+                "Already a member, the team is full, or the account belongs to its most teams.",
+                "already_member",
+                "team_full",
+                "too_many_teams",
+            ),
+            _f(422, "An invalid username, role or limit.", "invalid_request"),
+        ),
+    ),
+    Operation(
+        method="patch",
+        path="/teams/{team_id}/members/{username}",
+        operation_id="updateTeamMember",
+        summary="Change a member's role or limits (owners and admins)",
+        description=(
+            "A limit is credits per UTC day or month charged to the pool by the member, net of "
+            "refunds; `null` removes it. A lower limit applies to the next charge."
+        ),
+        tag="teams",
+        ok=200,
+        answer=teams.MemberPublic,
+        body=teams.MemberUpdate,
+        path_params={"team_id": _TEAM_ID, "username": _USERNAME},
+        failures=(
+            *_BODY,
+            _AUTH,
+            _TEAM_ROLE,
+            _MEMBER_NOT_FOUND,
+            _f(409, "That would leave the team without an owner.", "last_owner"),
+            _f(422, "An invalid role or limit.", "invalid_request"),
+        ),
+    ),
+    Operation(
+        method="delete",
+        path="/teams/{team_id}/members/{username}",
+        operation_id="removeTeamMember",
+        summary="Remove a member (owners and admins), or leave (anyone)",
+        tag="teams",
+        ok=204,
+        answer=None,
+        path_params={"team_id": _TEAM_ID, "username": _USERNAME},
+        failures=(
+            _AUTH,
+            _TEAM_ROLE,
+            _MEMBER_NOT_FOUND,
+            _f(409, "That would leave the team without an owner.", "last_owner"),
+        ),
+    ),
+    Operation(
+        method="post",
+        path="/teams/{team_id}/credits",
+        operation_id="transferTeamCredits",
+        summary="Move credits from the caller to the team, or back with a negative amount (owners)",
+        description=(
+            "Both sides move in one commit, each with a ledger entry. A repeat of the `transfer_id` "
+            "moves nothing and answers the first result, marked `Idempotent-Replayed`."
+        ),
+        tag="teams",
+        ok=200,
+        answer=ledger.TransferResult,
+        body=ledger.TransferCreate,
+        path_params={"team_id": _TEAM_ID},
+        replay_header=True,
+        failures=(
+            *_BODY,
+            _AUTH,
+            _f(402, "The paying side's balance is less than the amount.", "insufficient_credits"),
+            _TEAM_ROLE,
+            _TEAM_NOT_FOUND,
+            _f(409, "The `transfer_id` was used for another transfer.", "transfer_id_reused"),
+            _f(422, "An invalid amount or transfer id.", "invalid_request"),
+        ),
+    ),
+    Operation(
+        method="get",
+        path="/teams/{team_id}/credits",
+        operation_id="getTeamLedger",
+        summary="The team's balance and its ledger, newest first (owners and admins)",
+        tag="teams",
+        ok=200,
+        answer=ledger.LedgerPage,
+        query=(PageQuery,),
+        path_params={"team_id": _TEAM_ID},
+        failures=(_AUTH, _TEAM_ROLE, _TEAM_NOT_FOUND, _PAGE),
+    ),
+    Operation(
+        method="get",
+        path="/teams/{team_id}/usage",
+        operation_id="getTeamUsage",
+        summary="The team's jobs and credits per member, task type or day (owners and admins)",
+        description="`format=csv` (or `Accept: text/csv`) answers the same rows as CSV.",
+        tag="teams",
+        ok=200,
+        answer=teams.TeamUsage,
+        alternates=("text/csv",),
+        query=(teams.TeamUsageQuery,),
+        path_params={"team_id": _TEAM_ID},
+        failures=(
+            _AUTH,
+            _TEAM_ROLE,
+            _TEAM_NOT_FOUND,
+            _f(422, "An invalid range, grouping or format.", "invalid_request"),
         ),
     ),
     Operation(
@@ -833,6 +1068,7 @@ def _operation(op: Operation, keys: Mapping[tuple[Any, Any], dict[str, Any]]) ->
     answer_ref = keys[(op.answer, "serialization")] if op.answer is not None else None
     if answer_ref is not None:
         ok["content"] = {"application/json": {"schema": answer_ref}}
+        ok["content"] |= {t: {"schema": {"type": "string"}} for t in op.alternates}
     elif op.media_types:
         ok["content"] = {t: {"schema": {"type": "string", "format": "binary"}} for t in op.media_types}
     if op.replay_header:

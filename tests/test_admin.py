@@ -134,6 +134,7 @@ def test_grant_adds_credits_with_a_ledger_entry(api: Api, admin: Account) -> Non
     assert body == {
         "grant_id": order["grant_id"],
         "username": user.username,
+        "team_id": None,
         "amount": 25,
         "type": "grant",
         "credits": 35,

@@ -721,6 +721,15 @@ def exercise_every_query(api: Api, capture: Capture) -> None:
         for name in ("one", "two"):
             api_keys.create(user["id"], api_keys.ApiKeyCreate(name=name))
         api_keys.list_for(user["id"], 1, api_keys.list_for(user["id"], 1, None).next_cursor)
+        from shared import teams
+
+        team = teams.create(user["id"], teams.TeamCreate(name="Indexed")).team_id
+        teams.list_mine(user["id"])
+        teams.members(user["id"], team)
+        day = {"from": today.isoformat(), "to": today.isoformat()}
+        teams.usage_history(user["id"], team, teams.TeamUsageQuery.model_validate(day))
+        _, cursor = credits.history(credits.team(team), 1, None)
+        teams.delete(user["id"], team)  # asks for the team's unfinished jobs and its members
 
 
 def test_every_query_has_its_index_declared(api: Api, capture: Capture) -> None:

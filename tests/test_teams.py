@@ -494,3 +494,25 @@ def test_the_audit_finds_each_kind_of_damage_to_a_teams_books(api: Api) -> None:
             ref.update(repair)
     assert problems() == []
     assert books(o["id"])["balance"] == 4
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_marked_as_text() -> None:
+    from shared.teams import TeamUsage
+    from shared.teams.usage import as_csv
+
+    rows = [
+        {"key": "-1+2", "jobs": 1, "credits": 1, "refunded": 0},
+        {"key": "ada", "jobs": 2, "credits": 2, "refunded": 0},
+    ]
+    report = TeamUsage.model_validate(
+        {
+            "team_id": "t",
+            "from": "2026-12-01",
+            "to": "2026-12-01",
+            "group_by": "member",
+            "rows": rows,
+            "total_jobs": 3,
+            "total_credits": 3,
+        }
+    )
+    assert as_csv(report).splitlines() == ["member,jobs,credits,refunded", "'-1+2,1,1,0", "ada,2,2,0"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -24,6 +24,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from shared import usage, usernames
 from shared.credits import ledger, wallet
@@ -35,7 +36,12 @@ MAX_GRANT = 1_000_000
 """The largest credit change one admin grant may make, either way."""
 
 
-def _whole(value: object) -> object:
+def no_default(schema: dict[str, Any]) -> None:
+    """For a field that may be left out but not null: its schema states no ``null`` default."""
+    schema.pop("default", None)
+
+
+def whole(value: object) -> object:
     """A float with no fraction as its int; anything else unchanged, for the strict check."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
@@ -50,18 +56,22 @@ class GrantCreate(BaseModel):
         extra="forbid",
         hide_input_in_errors=True,
         json_schema_extra={
-            "examples": [{"username": "ada", "amount": 100, "reason": "ticket 4711", "grant_id": "t4711"}]
+            "examples": [{"username": "ada", "amount": 100, "reason": "ticket 4711", "grant_id": "t4711"}],
+            # Exactly one of the two (the validator below says so too).
+            "oneOf": [{"required": ["username"]}, {"required": ["team_id"]}],
         },
     )
 
-    username: Username | None = None
-    team_id: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")] | None = None
+    username: Username | SkipJsonSchema[None] = Field(None, json_schema_extra=no_default)
+    team_id: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")] | SkipJsonSchema[None] = Field(
+        None, json_schema_extra=no_default
+    )
     # Strict: "5", 5.5 and true are refused, not coerced; money amounts are exact integers.
     # 5.0 is the integer 5 to JSON Schema (and so to the OpenAPI document): taken as 5.
     amount: Annotated[
         StrictInt,
         Field(ge=-MAX_GRANT, le=MAX_GRANT, json_schema_extra={"not": {"const": 0}}),
-        BeforeValidator(_whole),
+        BeforeValidator(whole),
     ]
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
     grant_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,128}$")]
@@ -77,6 +87,8 @@ class GrantCreate(BaseModel):
     def _one_target(self) -> GrantCreate:
         if (self.username is None) == (self.team_id is None):
             raise ValueError("name exactly one of username and team_id")
+        if {"username", "team_id"} & self.model_fields_set != {"username" if self.username else "team_id"}:
+            raise ValueError("leave out the one of username and team_id not used (null is not a value)")
         return self
 
 

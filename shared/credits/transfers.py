@@ -30,7 +30,7 @@ from pydantic import (
 )
 
 from shared.credits import ledger, wallet
-from shared.credits.grants import MAX_GRANT, _whole
+from shared.credits.grants import MAX_GRANT, whole
 from shared.db import Batch, Snapshot, client, commit_optimistically, now
 from shared.errors import Conflict, InsufficientCredits
 
@@ -48,7 +48,7 @@ class TransferCreate(BaseModel):
     amount: Annotated[
         StrictInt,
         Field(ge=-MAX_GRANT, le=MAX_GRANT, json_schema_extra={"not": {"const": 0}}),
-        BeforeValidator(_whole),
+        BeforeValidator(whole),
     ]
     transfer_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,128}$")]
 

@@ -5,8 +5,18 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
 
+from shared.credits.grants import no_default, whole
 from shared.usage import UsageQuery
 from shared.usernames import Username
 
@@ -19,7 +29,7 @@ _NAME = r"^[^\x00-\x1f\x7f]+$"  # no control characters: a name is shown in cons
 TeamName = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=_NAME)
 ]
-Limit = Annotated[StrictInt, Field(ge=0, le=MAX_LIMIT)]
+Limit = Annotated[StrictInt, Field(ge=0, le=MAX_LIMIT), BeforeValidator(whole)]
 """Credits a member may spend from the pool in a UTC day or month; null: no limit."""
 
 
@@ -81,7 +91,7 @@ class MemberUpdate(BaseModel):
         json_schema_extra={"minProperties": 1, "examples": [{"role": "admin"}, {"monthly_limit": 1000}]},
     )
 
-    role: Role | None = None
+    role: Role | SkipJsonSchema[None] = Field(None, json_schema_extra=no_default)  # not null
     daily_limit: Limit | None = None
     monthly_limit: Limit | None = None
 

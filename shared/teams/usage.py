@@ -136,8 +136,14 @@ def as_csv(report: TeamUsage) -> str:
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow([report.group_by, "jobs", "credits", "refunded"])
     for row in report.rows:
-        writer.writerow([row.key, row.jobs, row.credits, row.refunded])
+        writer.writerow([_cell(row.key), row.jobs, row.credits, row.refunded])
     return out.getvalue()
+
+
+def _cell(text: str) -> str:
+    # A username may start with "-": a spreadsheet would read "-1+2" as a formula (CSV
+    # injection, OWASP), so such a cell is marked as text.
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def week(week: str) -> list[dict[str, Any]]:
