@@ -276,6 +276,47 @@ def test_a_resent_grant_is_a_success(
     assert books(user["id"])["balance"] == 15
 
 
+def test_a_resent_transfer_is_a_success_and_moves_once(
+    api: Api, proxies: tuple[GrpcProxy, GrpcProxy], functions_stack: Callable[..., Stack]
+) -> None:
+    from shared.db import client
+
+    firestore, _ = proxies
+    lossy = Api(functions_stack(**through(firestore=firestore)).base_url)
+    token, user = api.signup()
+    team_id = api.call("POST", "/teams", token, json={"name": "Lossy"}).json()["team_id"]
+    lose_commit_reply(firestore, b"transfers/")
+    body = {"amount": 4, "transfer_id": "lost-reply"}
+    moved = lossy.call("POST", f"/teams/{team_id}/credits", token, json=body)
+    assert firestore.pending() == 0
+    assert moved.status_code == 200 and moved.json()["team_credits"] == 4, moved.text
+    assert moved.headers.get("Idempotent-Replayed") is None
+    assert books(user["id"])["balance"] == 6
+    team = client().collection("teams").document(team_id)
+    assert sum(d.get("credits") for d in team.collection("wallet").stream()) == 4
+
+
+def test_a_resent_team_charge_is_a_success(
+    api: Api, proxies: tuple[GrpcProxy, GrpcProxy], functions_stack: Callable[..., Stack]
+) -> None:
+    from shared.db import client
+
+    firestore, _ = proxies
+    lossy = Api(functions_stack(**through(firestore=firestore)).base_url)
+    token, user = api.signup()
+    team_id = api.call("POST", "/teams", token, json={"name": "Lossy"}).json()["team_id"]
+    api.call("POST", f"/teams/{team_id}/credits", token, json={"amount": 3, "transfer_id": "in"})
+    lose_commit_reply(firestore, b"charge-")
+    job = {"task_type": "summarize", "input_data": "resent team charge", "team_id": team_id}
+    response = lossy.call("POST", "/submit_job", token, json=job)
+    assert firestore.pending() == 0
+    assert response.status_code == 202, response.text
+    api.wait(token, response.json()["job_id"])
+    ledger = client().collection("teams").document(team_id).collection("ledger").stream()
+    assert sorted(d.get("type") for d in ledger) == ["charge", "transfer"]
+    assert books(user["id"])["balance"] == 7
+
+
 def test_a_resent_signup_is_a_success(
     proxies: tuple[GrpcProxy, GrpcProxy], functions_stack: Callable[..., Stack]
 ) -> None:

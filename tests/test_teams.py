@@ -338,6 +338,57 @@ def test_member_limits_hold_under_concurrent_submits(api: Api) -> None:
     drain()
 
 
+def test_a_removal_racing_a_members_submits_charges_only_the_accepted(api: Api) -> None:
+    owner, _ = api.signup()
+    member, m = api.signup()
+    team_id = new_team(api, owner)
+    add(api, owner, team_id, m["username"])
+    fund(team_id, 100)
+
+    def attempt(i: int) -> requests.Response:
+        if i == 0:
+            return api.call("DELETE", f"/teams/{team_id}/members/{m['username']}", owner)
+        return submit(api, member, team_id, input_data=f"job {i}")
+
+    results = at_once(11, attempt)
+    assert results[0].status_code == 204
+    submits = [r.status_code for r in results[1:]]
+    assert set(submits) <= {202, 404}, submits
+    state = team_books(team_id)
+    charges = [e for e in state["ledger"].values() if e["type"] == "charge"]
+    assert len(charges) == submits.count(202) and state["balance"] == 100 - len(charges)
+    assert submit(api, member, team_id).status_code == 404
+    drain()
+
+
+def test_a_delete_racing_a_transfer_in_leaves_no_credit_behind(api: Api) -> None:
+    for attempt_no in range(3):
+        _delete_racing_a_transfer(api, f"race-{attempt_no}")
+
+
+def _delete_racing_a_transfer(api: Api, transfer_id: str) -> None:
+    token, user = api.signup()
+    team_id = new_team(api, token)
+    body = {"amount": 5, "transfer_id": transfer_id}
+    moved, deleted = at_once(
+        2,
+        lambda i: (
+            api.call("POST", f"/teams/{team_id}/credits", token, json=body)
+            if i == 0
+            else api.call("DELETE", f"/teams/{team_id}", token)
+        ),
+    )
+    state = team_books(team_id)
+    if deleted.status_code == 204:
+        # The delete won: the transfer found no team (404) and moved nothing.
+        assert moved.status_code == 404 and state["balance"] == 0 and state["shards"] == 0
+        assert books(user["id"])["balance"] == 10
+    else:
+        assert deleted.status_code == 409 and code(deleted) == "team_not_empty"
+        assert moved.status_code == 200 and state["balance"] == 5
+        assert books(user["id"])["balance"] == 5
+
+
 # -- deleting ----------------------------------------------------------------------------------------
 
 
