@@ -486,3 +486,15 @@ def test_the_console_is_served_with_a_policy_naming_only_our_hosts(
     assert config["api_base_url"] == stack.base_url
     assert origin(config["firebase"]["identity_toolkit_url"]) == f"http://127.0.0.1:{stack.auth_port}"
     assert requests.get(f"{console.url}/js/app.js", timeout=10).headers["Content-Type"] == "text/javascript"
+
+
+def test_the_console_works_from_localhost_too(browser: Any, console: ConsoleServer, stack: Stack) -> None:
+    """Unset CORS_ORIGINS, the local stack allows http://localhost:<port> as well as 127.0.0.1."""
+    tab = new_tab(browser, console.url.replace("127.0.0.1", "localhost"))
+    try:
+        sign_up(tab)
+        expect(tab.page.locator("#credits-balance")).to_have_text("10 credits")
+    finally:
+        tab.page.context.close()
+    assert not tab.errors, tab.errors
+    assert tab.hosts() == {tab.console_url, stack.base_url}, tab.hosts()
