@@ -25,7 +25,7 @@ REFUNDED = ("failed", "canceled")
 QUERIES: dict[str, tuple[list[str], bool]] = {
     "teams": (["deleted_at"], False),
     "memberships": (
-        ["team_id", "user_id", "daily_limit", "monthly_limit", "limits_changed_at", "spent", "joined_at"],
+        ["team_id", "user_id", "daily_limit", "monthly_limit", "limits_lowered_at", "spent", "joined_at"],
         False,
     ),
     "transfers": (["team_id", "user_id", "amount"], False),
@@ -218,7 +218,7 @@ def _period_start(key: str) -> datetime | None:
 
 def _members(books: TeamBooks, team_jobs: list[Job], horizon: datetime) -> Iterator[str]:
     """Each member's counters hold the net cost of their team jobs since they joined, and none
-    is past its limit, unless the limit was lowered during that very period."""
+    is past its limit, unless the limit was lowered during that very period (``limits_lowered_at``)."""
     costs: defaultdict[tuple[str, str, str], list[tuple[datetime, int]]] = defaultdict(list)
     for job in team_jobs:
         if job.status not in REFUNDED:
@@ -234,7 +234,7 @@ def _members(books: TeamBooks, team_jobs: list[Job], horizon: datetime) -> Itera
         if not isinstance(joined, datetime):
             yield f"{where}: no joined_at"
             continue
-        changed = member.get("limits_changed_at") or joined
+        lowered = member.get("limits_lowered_at")
         for key, spent in sorted((member.get("spent") or {}).items()):
             start = _period_start(key)
             if start is None:
@@ -246,7 +246,7 @@ def _members(books: TeamBooks, team_jobs: list[Job], horizon: datetime) -> Itera
             if spent != expected:
                 yield f"{where}: spent.{key} is {spent}, but their jobs since joining cost {expected}"
             limit = member.get("daily_limit" if key.startswith("d") else "monthly_limit")
-            if limit is not None and spent > limit and changed < start:
+            if limit is not None and spent > limit and (lowered is None or lowered < start):
                 yield f"{where}: spent.{key} is {spent}, past the limit of {limit}"
 
 

@@ -524,7 +524,7 @@ def test_the_audit_finds_each_kind_of_damage_to_a_teams_books(api: Api) -> None:
         ),
         (
             member_ref,
-            {"daily_limit": 0, "limits_changed_at": day.replace(year=day.year - 1)},
+            {"daily_limit": 0},
             {"daily_limit": 5},
             f"spent.{key} is 1, past the limit of 0",
         ),
@@ -544,6 +544,10 @@ def test_the_audit_finds_each_kind_of_damage_to_a_teams_books(api: Api) -> None:
         finally:
             ref.update(repair)
     assert problems() == []
+    # An owner lowering the limit below what was spent today is not the member overspending.
+    lowered = api.call("PATCH", f"/teams/{team_id}/members/{m['username']}", owner, json={"daily_limit": 0})
+    assert lowered.status_code == 200 and problems() == []
+    assert submit(api, member, team_id).status_code == 402
     assert books(o["id"])["balance"] == 4
 
 

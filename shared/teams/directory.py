@@ -7,8 +7,9 @@ Documents (owned here):
   on the read it was decided on, so roster changes of one team are serialized: two owners
   demoting each other at once cannot leave the team without one.
 - ``memberships/{team_id}-{user_id}``: ``{team_id, user_id, username, role, daily_limit,
-  monthly_limit, limits_changed_at, spent, joined_at}``; ``spent`` is the member's
-  counters (``shared.teams.spending``). Removing a member deletes it.
+  monthly_limit, limits_lowered_at, spent, joined_at}``; ``spent`` is the member's
+  counters (``shared.teams.spending``); ``limits_lowered_at`` is when a limit was last set
+  below what it was (then what was spent before may exceed it). Removing a member deletes it.
 - ``team_seats/{user_id}``: ``{count}``, the teams a user belongs to, guarded like the roster.
 
 A deleted team keeps its document (``deleted_at``) and its ledger, which sums to 0; its
@@ -132,7 +133,7 @@ def _member_document(
         "role": order.role,
         "daily_limit": order.daily_limit,
         "monthly_limit": order.monthly_limit,
-        "limits_changed_at": at,
+        "limits_lowered_at": None,
         "spent": {},
         "joined_at": at,
     }
@@ -299,8 +300,8 @@ def update_member(user_id: str, team_id: str, username: str, changes: MemberUpda
             raise Conflict("a team needs an owner: make another member owner first", code="last_owner")
         at = now()
         fields: dict[str, Any] = {name: getattr(changes, name) for name in changes.model_fields_set}
-        if {"daily_limit", "monthly_limit"} & changes.model_fields_set:
-            fields["limits_changed_at"] = at
+        if any(_lowered(target.get(name), fields[name]) for name in _LIMITS & fields.keys()):
+            fields["limits_lowered_at"] = at
         batch.update(target.reference, batch.receipt(target.reference, fields), option=unchanged(target))
         batch.update(team.reference, {"owners": owners, "updated_at": at}, option=unchanged(team))
         shown = {name: value for name, value in fields.items() if name in MemberPublic.model_fields}
@@ -327,6 +328,14 @@ def remove_member(user_id: str, team_id: str, username: str) -> None:
         batch.update(team.reference, batch.receipt(team.reference, fields), option=unchanged(team))
 
     commit_optimistically(decide)
+
+
+_LIMITS = {"daily_limit", "monthly_limit"}
+
+
+def _lowered(before: int | None, after: int | None) -> bool:
+    """Whether a limit went down (no limit is the highest)."""
+    return after is not None and (before is None or after < before)
 
 
 def owner_guard(team_id: str, user_id: str) -> Any:
