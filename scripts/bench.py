@@ -136,10 +136,10 @@ def signup(session: requests.Session, base: str) -> str:
     return str(response.json()["access_token"])
 
 
-def submit(session: requests.Session, base: str, token: str) -> Outcome:
+def submit(session: requests.Session, base: str, token: str, job: dict[str, Any] = JOB) -> Outcome:
     start = time.perf_counter()
     try:
-        response = call(session, "POST", f"{base}/submit_job", token, json=JOB)
+        response = call(session, "POST", f"{base}/submit_job", token, json=job)
     except requests.RequestException as exc:
         return Outcome(type(exc).__name__, time.perf_counter() - start)
     seconds, status = time.perf_counter() - start, response.status_code
@@ -238,11 +238,34 @@ def contention_naive(n: int) -> list[str]:
     return ["in-process @firestore.transactional", *counts(labels, n), ms(wall), str(final)]
 
 
+def contention_team(base: str, n: int, daily_limit: int | None = None) -> list[str]:
+    """``n`` members of one team submit at once against its pool of 10 credits (each with
+    ``daily_limit``, and then each sends two)."""
+    with requests.Session() as session:
+        owner = signup(session, base)
+        team_id = call(session, "POST", f"{base}/teams", owner, json={"name": "bench"}).json()["team_id"]
+        members = [signup(session, base) for _ in range(n)]
+        for token in members:
+            name = call(session, "GET", f"{base}/me", token).json()["username"]
+            member = {"username": name, "daily_limit": daily_limit}
+            call(session, "POST", f"{base}/teams/{team_id}/members", owner, json=member).raise_for_status()
+        pool = {"amount": 10, "transfer_id": "bench"}
+        call(session, "POST", f"{base}/teams/{team_id}/credits", owner, json=pool).raise_for_status()
+        job, each = {**JOB, "team_id": team_id}, 1 if daily_limit is None else 2
+        outcomes, wall = in_threads(n * each, lambda i, s: submit(s, base, members[i % n], job))
+        final = call(session, "GET", f"{base}/teams/{team_id}", owner).json()["credits"]
+    label = f"HTTP, {n} team members" + ("" if daily_limit is None else f", limit {daily_limit}/day, 2 each")
+    return [label, *counts([o.label for o in outcomes], n * each), ms(wall), str(final)]
+
+
 def part1(fake: FakeOpenAI, n: int = 50) -> None:
     with running(fake, "A") as stack:
         rows = [contention_http(stack.base_url, n), contention_naive(n)]
         print(f"\n1. {n} concurrent charges of 1 credit on one account holding 10 (same Firestore emulator)")
         table(["", "accepted", "rejected", "other", "wall ms", "final balance"], rows)
+        rows = [contention_team(stack.base_url, n), contention_team(stack.base_url, 10, daily_limit=1)]
+        print("\n1b. concurrent charges of 1 credit on a team pool of 10 (rejected: 402 of any code)")
+        table(["", "accepted", "rejected", "other", "wall ms", "final pool"], rows)
 
 
 def submit_latency(base: str, users: int, jobs: int) -> None:

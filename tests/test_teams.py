@@ -227,13 +227,32 @@ def test_the_same_transfer_thirty_times_at_once_moves_once(api: Api) -> None:
 
 
 def test_admin_grant_to_a_team(api: Api) -> None:
-    from shared import credits
+    from shared import auth, credits
     from shared.errors import NotFound
 
     token, _ = api.signup()
+    admin_token, admin = api.signup()
+    auth.set_role(admin["username"], "admin")
     team_id = new_team(api, token)
-    fund(team_id, 50)
+    order = {"team_id": team_id, "amount": 50, "reason": "pilot", "grant_id": f"team-{team_id}"}
+    granted = api.call("POST", "/admin/credits", admin_token, json=order)
+    assert granted.status_code == 200, granted.text
+    assert granted.json() | {"created_at": None} == {
+        "grant_id": order["grant_id"],
+        "username": None,
+        "team_id": team_id,
+        "amount": 50,
+        "type": "grant",
+        "credits": 50,
+        "created_at": None,
+    }
+    again = api.call("POST", "/admin/credits", admin_token, json=order)
+    assert again.headers.get("Idempotent-Replayed") == "true" and again.json()["credits"] == 50
     assert api.call("GET", f"/teams/{team_id}", token).json()["credits"] == 50
+    both = {**order, "username": admin["username"], "grant_id": "both"}
+    assert api.call("POST", "/admin/credits", admin_token, json=both).status_code == 422
+    removal = {**order, "amount": -60, "grant_id": "too-much"}
+    assert api.call("POST", "/admin/credits", admin_token, json=removal).status_code == 409
     with pytest.raises(NotFound):
         credits.grant(credits.GrantCreate(team_id="f" * 32, amount=1, reason="r", grant_id="g-x"), "a")
     with pytest.raises(ValueError):
