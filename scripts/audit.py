@@ -46,7 +46,7 @@ from scripts import audit_teams
 from scripts.stack import PROJECT, ROOT, Stack
 from shared.credits.wallet import split
 from shared.settings import Settings, get_settings
-from shared.usage import add, day_of, latency_bucket, week_of
+from shared.usage import add, day_of, flat, latency_bucket, week_of
 
 GRACE = timedelta(minutes=5)
 """Default slack on the stuck-job checks: the sweeper that un-sticks them runs every minute."""
@@ -459,7 +459,7 @@ def _counters(books: _Books, horizon: datetime) -> Iterator[str]:
             continue
         expected = {name: n for name, n in want.get(key, Counter()).items() if n != 0}
         stored = books.counters.get(key)
-        found = _flat(stored or {})
+        found = flat(stored or {})
         wrong = [
             f"{name} is {found.get(name, 0)}, expected {expected.get(name, 0)}"
             for name in sorted(expected.keys() | found.keys())
@@ -520,17 +520,6 @@ def _records(books: _Books) -> Iterator[str]:
 @cache  # a few distinct days, parsed once per job otherwise
 def _day_start(day: str) -> datetime:
     return datetime.combine(date.fromisoformat(day), datetime.min.time(), UTC)
-
-
-def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"submitted": {"chat": 2}}`` as ``{"submitted.chat": 2}``, zeros left out (as missing)."""
-    flat: dict[str, Any] = {}
-    for name, value in data.items():
-        if isinstance(value, dict):
-            flat |= _flat(value, f"{prefix}{name}.")
-        elif value != 0:
-            flat[f"{prefix}{name}"] = value
-    return flat
 
 
 def _iso(moment: datetime) -> str:

@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from shared.teams.spending import day_key, month_key
-from shared.usage import day_of
+from shared.usage import day_of, flat
 
 if TYPE_CHECKING:
     from scripts.audit import Entry, Job
@@ -269,7 +269,7 @@ def _usage(books: TeamBooks, team_jobs: list[Job], horizon: datetime) -> Iterato
         expected = {name: n for name, n in want.get(key, Counter()).items() if n != 0}
         found = {
             name: value
-            for name, value in _flat(books.usage.get(key, {})).items()
+            for name, value in flat(books.usage.get(key, {})).items()
             if not name.endswith(".username") and name != "team_id" and name != "week"
         }
         wrong = [
@@ -279,13 +279,3 @@ def _usage(books: TeamBooks, team_jobs: list[Job], horizon: datetime) -> Iterato
         ]
         if wrong:
             yield f"team {team_id} team_usage/{day}-*: " + "; ".join(wrong)
-
-
-def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for name, value in data.items():
-        if isinstance(value, dict):
-            flat |= _flat(value, f"{prefix}{name}.")
-        elif value != 0:
-            flat[f"{prefix}{name}"] = value
-    return flat

@@ -145,6 +145,18 @@ def stage_granted(batch: firestore.WriteBatch, user_id: str, amount: int, at: da
     _bump(batch, user_id, at, 0, {"granted" if amount >= 0 else "adjusted": amount})
 
 
+def flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"jobs": {"chat": 2}}`` as ``{"jobs.chat": 2}``, zeros left out (as missing): counters
+    compared key by key (the audit's)."""
+    found: dict[str, Any] = {}
+    for name, value in data.items():
+        if isinstance(value, dict):
+            found |= flat(value, f"{prefix}{name}.")
+        elif value != 0:
+            found[f"{prefix}{name}"] = value
+    return found
+
+
 def add(total: dict[str, Any], data: dict[str, Any]) -> None:
     """Add one shard document's counts into ``total`` (maps of counts added key by key)."""
     for name, value in data.items():

@@ -15,13 +15,13 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     StrictInt,
     StringConstraints,
-    field_validator,
     model_validator,
 )
 from pydantic.json_schema import SkipJsonSchema
@@ -48,6 +48,25 @@ def whole(value: object) -> object:
     return value
 
 
+def _non_zero(value: int) -> int:
+    if value == 0:
+        raise ValueError("must not be zero")
+    return value
+
+
+# Strict: "5", 5.5 and true are refused, not coerced; money amounts are exact integers.
+# 5.0 is the integer 5 to JSON Schema (and so to the OpenAPI document): taken as 5.
+CreditChange = Annotated[
+    StrictInt,
+    Field(ge=-MAX_GRANT, le=MAX_GRANT, json_schema_extra={"not": {"const": 0}}),
+    BeforeValidator(whole),
+    AfterValidator(_non_zero),
+]
+"""A signed, non-zero number of credits to move (at most ``MAX_GRANT`` either way)."""
+MoveId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,128}$")]
+"""The caller's id of a movement (a ``grant_id``, a ``transfer_id``): a repeat moves nothing."""
+
+
 class GrantCreate(BaseModel):
     """Body of ``POST /admin/credits``: a positive ``amount`` grants, a negative one adjusts down;
     to the account ``username`` names or to the team ``team_id`` names (one of the two)."""
@@ -66,22 +85,9 @@ class GrantCreate(BaseModel):
     team_id: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")] | SkipJsonSchema[None] = Field(
         None, json_schema_extra=no_default
     )
-    # Strict: "5", 5.5 and true are refused, not coerced; money amounts are exact integers.
-    # 5.0 is the integer 5 to JSON Schema (and so to the OpenAPI document): taken as 5.
-    amount: Annotated[
-        StrictInt,
-        Field(ge=-MAX_GRANT, le=MAX_GRANT, json_schema_extra={"not": {"const": 0}}),
-        BeforeValidator(whole),
-    ]
+    amount: CreditChange
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-    grant_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,128}$")]
-
-    @field_validator("amount")
-    @classmethod
-    def _non_zero(cls, value: int) -> int:
-        if value == 0:
-            raise ValueError("must not be zero")
-        return value
+    grant_id: MoveId
 
     @model_validator(mode="after")
     def _one_target(self) -> GrantCreate:

@@ -17,20 +17,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
-    StrictInt,
-    StringConstraints,
-    field_validator,
 )
 
 from shared.credits import ledger, wallet
-from shared.credits.grants import MAX_GRANT, whole
+from shared.credits.grants import CreditChange, MoveId
 from shared.db import Batch, Snapshot, client, commit_optimistically, now
 from shared.errors import Conflict, InsufficientCredits
 
@@ -45,19 +40,8 @@ class TransferCreate(BaseModel):
         json_schema_extra={"examples": [{"amount": 500, "transfer_id": "topup-2026-12"}]},
     )
 
-    amount: Annotated[
-        StrictInt,
-        Field(ge=-MAX_GRANT, le=MAX_GRANT, json_schema_extra={"not": {"const": 0}}),
-        BeforeValidator(whole),
-    ]
-    transfer_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,128}$")]
-
-    @field_validator("amount")
-    @classmethod
-    def _non_zero(cls, value: int) -> int:
-        if value == 0:
-            raise ValueError("must not be zero")
-        return value
+    amount: CreditChange
+    transfer_id: MoveId
 
 
 class TransferResult(BaseModel):
