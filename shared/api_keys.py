@@ -32,7 +32,17 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
-from shared.db import Batch, Snapshot, client, commit_optimistically, newest_first, now, put, unchanged
+from shared.db import (
+    Batch,
+    Snapshot,
+    client,
+    commit_optimistically,
+    newest_first,
+    now,
+    stage_count_down,
+    stage_count_up,
+    unchanged,
+)
 from shared.errors import InvalidRequest, NotFound, Unauthenticated
 from shared.settings import get_settings
 
@@ -123,15 +133,11 @@ def create(user_id: str, body: ApiKeyCreate) -> ApiKeySecret:
 
     def decide(batch: Batch) -> datetime:
         at = now()
-        owner = _owner(user_id).get()
-        count = int(owner.get("count") or 0) if owner.exists else 0
-        if count >= settings.api_key_max_per_user:
-            raise InvalidRequest(
-                f"at most {settings.api_key_max_per_user} API keys per account: revoke one first",
-                code="too_many_api_keys",
-            )
-        # The count is guarded by the read it was decided on: racing creates cannot pass the limit.
-        put(batch, owner, {"count": count + 1, "updated_at": at})
+        limit = settings.api_key_max_per_user
+        full = InvalidRequest(
+            f"at most {limit} API keys per account: revoke one first", code="too_many_api_keys"
+        )
+        stage_count_up(batch, _owner(user_id), limit, full)
         batch.create(lookup, {"user_id": user_id, "key_id": ref.id, "last_used_at": None})
         document = {"name": name, "prefix": key[:_SHOWN], "key_hash": key_hash, "created_at": at}
         batch.create(ref, batch.receipt(ref, document))
@@ -168,11 +174,10 @@ def delete(user_id: str, key_id: str) -> None:
     ref = _keys(user_id).document(key_id)
 
     def decide(batch: Batch) -> None:
-        seen, owner = ref.get(), _owner(user_id).get()
+        seen = ref.get()
         if not seen.exists:
             return None  # revoked by a racing request: the same outcome
-        count = int(owner.get("count") or 0) if owner.exists else 0
-        put(batch, owner, {"count": max(0, count - 1), "updated_at": now()})
+        stage_count_down(batch, _owner(user_id))
         batch.delete(_lookups().document(seen.get("key_hash")))
         batch.delete(ref, option=unchanged(seen))
         return None

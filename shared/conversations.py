@@ -62,7 +62,17 @@ from google.cloud import firestore
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared import catalog, credits, jobs
-from shared.db import Batch, Snapshot, client, commit_optimistically, newest_first, now, put, unchanged
+from shared.db import (
+    Batch,
+    Snapshot,
+    client,
+    commit_optimistically,
+    newest_first,
+    now,
+    put,
+    stage_count_up,
+    unchanged,
+)
 from shared.errors import (
     AppError,
     Conflict,
@@ -223,14 +233,10 @@ def create(user_id: str, body: ConversationCreate) -> ConversationPublic:
 
     def decide(batch: Batch) -> ConversationPublic:
         at = now()
-        owner = _owner_ref(user_id).get()
-        count = int(owner.get("count")) if owner.exists else 0
-        if count >= limit:
-            raise InvalidRequest(
-                f"an account keeps at most {limit} conversations: delete one first",
-                code="too_many_conversations",
-            )
-        put(batch, owner, {"count": count + 1})
+        full = InvalidRequest(
+            f"an account keeps at most {limit} conversations: delete one first", code="too_many_conversations"
+        )
+        stage_count_up(batch, _owner_ref(user_id), limit, full)
         document = {
             "user_id": user_id,
             "title": body.title,

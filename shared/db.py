@@ -195,6 +195,26 @@ def put(batch: firestore.WriteBatch, snapshot: Snapshot, data: dict[str, Any]) -
         batch.create(snapshot.reference, data)
 
 
+def stage_count_up(
+    batch: firestore.WriteBatch, ref: firestore.DocumentReference, limit: int, full: Exception
+) -> None:
+    """Count one more on the ``{count}`` document ``ref`` (what an owner holds: API keys,
+    webhooks, conversations, teams), or raise ``full`` at ``limit``. The new count is guarded
+    by the read it was decided on, so racing creates cannot pass the limit."""
+    seen = ref.get()
+    count = int(seen.get("count") or 0) if seen.exists else 0
+    if count >= limit:
+        raise full
+    put(batch, seen, {"count": count + 1})
+
+
+def stage_count_down(batch: firestore.WriteBatch, ref: firestore.DocumentReference) -> None:
+    """Count one fewer on ``ref`` (never below 0), guarded like ``stage_count_up``."""
+    seen = ref.get()
+    if seen.exists:
+        put(batch, seen, {"count": max(0, int(seen.get("count") or 0) - 1)})
+
+
 def commit_optimistically(decide: Callable[[Batch], T]) -> T:
     """Run ``decide`` (fresh reads + staged writes) until its batch commits.
 

@@ -26,7 +26,16 @@ from typing import Any
 from google.cloud import firestore
 
 from shared import credits, usernames
-from shared.db import Batch, Snapshot, client, commit_optimistically, now, put, unchanged
+from shared.db import (
+    Batch,
+    Snapshot,
+    client,
+    commit_optimistically,
+    now,
+    stage_count_down,
+    stage_count_up,
+    unchanged,
+)
 from shared.errors import Conflict, Forbidden, NotFound
 from shared.settings import get_settings
 from shared.teams.models import (
@@ -107,20 +116,9 @@ def _public(team: Snapshot, role: Role) -> TeamPublic:
 
 
 def _take_seat(batch: Batch, user_id: str, username: str) -> None:
-    seats = _seats(user_id).get()
-    count = int(seats.get("count") or 0) if seats.exists else 0
     limit = get_settings().team_max_per_user
-    if count >= limit:
-        raise Conflict(
-            f"{username} already belongs to {limit} teams, the most one account may", code="too_many_teams"
-        )
-    put(batch, seats, {"count": count + 1})
-
-
-def _free_seat(batch: Batch, user_id: str) -> None:
-    seats = _seats(user_id).get()
-    if seats.exists:
-        put(batch, seats, {"count": max(0, int(seats.get("count") or 0) - 1)})
+    full = Conflict(f"{username} already belongs to {limit} teams, the most one may", code="too_many_teams")
+    stage_count_up(batch, _seats(user_id), limit, full)
 
 
 def _member_document(
@@ -207,7 +205,7 @@ def delete(user_id: str, team_id: str) -> None:
             )
         for seen in memberships().where(filter=firestore.FieldFilter("team_id", "==", team_id)).stream():
             batch.delete(seen.reference, option=unchanged(seen))
-            _free_seat(batch, seen.get("user_id"))
+            stage_count_down(batch, _seats(seen.get("user_id")))
         at = now()
         fields = {"deleted_at": at, "updated_at": at, "members": 0, "owners": 0}
         batch.update(team.reference, batch.receipt(team.reference, fields), option=unchanged(team))
@@ -323,7 +321,7 @@ def remove_member(user_id: str, team_id: str, username: str) -> None:
         if owners < 1:
             raise Conflict("a team needs an owner: make another member owner first", code="last_owner")
         batch.delete(target.reference, option=unchanged(target))
-        _free_seat(batch, target.get("user_id"))
+        stage_count_down(batch, _seats(target.get("user_id")))
         fields = {"members": firestore.Increment(-1), "owners": owners, "updated_at": now()}
         batch.update(team.reference, batch.receipt(team.reference, fields), option=unchanged(team))
 

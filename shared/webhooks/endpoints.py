@@ -13,7 +13,17 @@ from typing import Any
 
 from google.cloud import firestore
 
-from shared.db import Batch, Snapshot, client, commit_optimistically, newest_first, now, put, unchanged
+from shared.db import (
+    Batch,
+    Snapshot,
+    client,
+    commit_optimistically,
+    newest_first,
+    now,
+    stage_count_down,
+    stage_count_up,
+    unchanged,
+)
 from shared.errors import InvalidRequest, NotFound
 from shared.settings import get_settings
 from shared.webhooks.addresses import Refused, Resolver, check_url, system_resolver
@@ -88,14 +98,9 @@ def create(user_id: str, body: WebhookCreate, resolver: Resolver = system_resolv
 
     def decide(batch: Batch) -> dict[str, Any]:
         at = now()
-        owner = _owner(user_id).get()
-        count = int(owner.get("count") or 0) if owner.exists else 0
-        if count >= settings.webhook_max_endpoints:
-            raise InvalidRequest(
-                f"at most {settings.webhook_max_endpoints} webhooks per account", code="too_many_webhooks"
-            )
-        # The count is guarded by the read it was decided on: racing creates cannot pass the limit.
-        put(batch, owner, {"count": count + 1, "updated_at": at})
+        limit = settings.webhook_max_endpoints
+        full = InvalidRequest(f"at most {limit} webhooks per account", code="too_many_webhooks")
+        stage_count_up(batch, _owner(user_id), limit, full)
         document = {
             "url": body.url,
             "events": events,
@@ -137,11 +142,10 @@ def delete(user_id: str, webhook_id: str) -> None:
     ref = _endpoints(user_id).document(webhook_id)
 
     def decide(batch: Batch) -> None:
-        seen, owner = ref.get(), _owner(user_id).get()
+        seen = ref.get()
         if not seen.exists:
             return None  # deleted by a racing request: the same outcome
-        count = int(owner.get("count") or 0) if owner.exists else 0
-        put(batch, owner, {"count": max(0, count - 1), "updated_at": now()})
+        stage_count_down(batch, _owner(user_id))
         batch.delete(ref, option=unchanged(seen))
         return None
 
