@@ -458,9 +458,12 @@ def test_every_page_passes_axe_and_is_usable_by_keyboard(tab: Tab) -> None:
         tab.go(route)
         expect(page.locator("main h1")).to_be_focused()
         tab.axe(route)
-    # Keyboard only: the skip link comes first, then the navigation, each link reachable by Tab.
+    # Keyboard only: the skip link comes first (just before the brand link, the first thing after
+    # it), then the navigation, each link reachable by Tab.
     tab.go("/credits")
-    page.keyboard.press("Tab")
+    expect(page.locator("main h1")).to_be_focused()
+    page.get_by_role("link", name="aijobs").focus()
+    page.keyboard.press("Shift+Tab")
     expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
     page.keyboard.press("Enter")
     expect(page.locator("main h1")).to_be_focused()

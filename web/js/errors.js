@@ -95,7 +95,8 @@ export function retryWords(seconds) {
 
 /**
  * The sentence to show for an error. `context.missing`: how many credits a 402 lacks, which the
- * page works out from the price it showed and the balance it reads after the refusal.
+ * page works out from the price it showed and the balance it reads after the refusal; `whose`
+ * names that balance when it is not the person's own (a team's).
  */
 export function describeError(error, context = {}) {
   const code = error?.code || "internal";
@@ -106,7 +107,7 @@ export function describeError(error, context = {}) {
     const missing = context.missing;
     if (missing > 0) text = `You need ${missing} more credit${missing === 1 ? "" : "s"} for this.`;
     if (context.cost !== undefined && context.balance !== undefined) {
-      text += ` It costs ${context.cost} and your balance is ${context.balance}.`;
+      text += ` It costs ${context.cost} and ${context.whose || "your balance"} is ${context.balance}.`;
     }
   }
   if (error?.retryAfter) text += ` ${retryWords(error.retryAfter)}`;

@@ -160,7 +160,8 @@ export async function render(ctx) {
               ownBalance = (await ctx.me().catch(() => ({ credits: ownBalance }))).credits;
             }
             const balance = balanceOf();
-            Object.assign(context, { balance, missing: m.cost - balance });
+            const whose = team() ? `team ${team().name}'s balance` : undefined;
+            Object.assign(context, { balance, whose, missing: m.cost - balance });
             showPrice();
           }
           message.error(describeError(error, context));
