@@ -765,7 +765,7 @@ OPERATIONS: tuple[Operation, ...] = (
             *_BODY,
             _AUTH,
             _TEAM_ROLE,
-            _f(404, "No such team, or no such username.", "team_not_found", "user_not_found"),
+            _TEAM_NOT_FOUND,
             _f(
                 409,
                 "Already a member, the team is full, or the account belongs to its most teams.",
@@ -773,7 +773,12 @@ OPERATIONS: tuple[Operation, ...] = (
                 "team_full",
                 "too_many_teams",
             ),
-            _f(422, "An invalid username, role or limit.", "invalid_request"),
+            _f(
+                422,
+                "No account has the username, or an invalid role or limit.",
+                "unknown_user",
+                "invalid_request",
+            ),
         ),
     ),
     Operation(

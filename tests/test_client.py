@@ -105,6 +105,7 @@ def _error_body(code: str, message: str = "m") -> dict[str, Any]:
         (422, "invalid_webhook_url", errors.InvalidWebhookUrl),
         (422, "invalid_webhook_events", errors.InvalidWebhookEvents),
         (422, "too_many_webhooks", errors.TooManyWebhooks),
+        (422, "unknown_user", errors.UnknownUser),
         (429, "rate_limited", errors.RateLimited),
         (429, "signup_rate_limited", errors.SignupRateLimited),
         (429, "too_many_login_attempts", errors.TooManyLoginAttempts),

@@ -29,7 +29,7 @@ The tree::
     │                                 ModelUnavailable, InvalidIdempotencyKey, InvalidRole,
     │                                 WeekNotComplete, TooManyConversations, ConversationFull,
     │                                 InvalidWebhookUrl, InvalidWebhookEvents, TooManyWebhooks,
-    │                                 TooManyApiKeys
+    │                                 TooManyApiKeys, UnknownUser
     ├── ServerError (500 and other 5xx)
     ├── WaitTimeout                   (client side: ``Client.wait`` ran out of time)
     └── RetryableError                the same request may succeed later: retried by the client
@@ -130,6 +130,7 @@ __all__ = [
     "Unhealthy",
     "UnknownModel",
     "UnknownTaskType",
+    "UnknownUser",
     "UnsupportedMediaType",
     "UserNotFound",
     "UsernameTaken",
@@ -546,6 +547,12 @@ class TooManyApiKeys(InvalidRequest):
     """The account has ``API_KEY_MAX_PER_USER`` live keys already: revoke one first."""
 
     error_code = "too_many_api_keys"
+
+
+class UnknownUser(InvalidRequest):
+    """No account has the username named in the body (adding a team member)."""
+
+    error_code = "unknown_user"
 
 
 class TooManyWebhooks(InvalidRequest):

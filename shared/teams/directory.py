@@ -36,7 +36,7 @@ from shared.db import (
     stage_count_up,
     unchanged,
 )
-from shared.errors import Conflict, Forbidden, NotFound
+from shared.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from shared.settings import get_settings
 from shared.teams.models import (
     MemberCreate,
@@ -259,7 +259,10 @@ def add_member(user_id: str, team_id: str, order: MemberCreate) -> MemberPublic:
         caller = membership(team_id, user_id)
         _may_manage(caller, order.role, "add")
         team = _team(team_id)
-        account = usernames.account(order.username, ["username"])  # 404 user_not_found
+        account = usernames.find_account(order.username, ["username"])
+        if account is None:
+            # 422, not 404: the team (the URL) exists; what is wrong is a name in the body.
+            raise InvalidRequest(f"no account has the username {order.username}", code="unknown_user")
         ref = membership_ref(team_id, account.id)
         if ref.get().exists:
             raise Conflict(f"{order.username} is already a member", code="already_member")

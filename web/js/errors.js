@@ -49,6 +49,7 @@ const WORDS = {
   team_role_required: "Your role in this team does not allow that.",
   member_not_found: "That person is not a member of this team.",
   user_not_found: "There is no account with that username.",
+  unknown_user: "There is no account with that username.",
   already_member: "That person is already a member of this team.",
   last_owner: "A team needs an owner: make someone else owner first.",
   member_daily_limit: "This would go over your daily spending limit in this team.",
