@@ -338,7 +338,6 @@ def test_a_team_pays_for_a_job_submitted_for_it(tab: Tab, fake_ai: FakeOpenAI) -
     )
     expect(header_balance(tab)).to_have_text("5 credits")
     tab.axe("team")
-    tab.shot("team")
 
     page.get_by_role("link", name="Submit a job charged to this team").click()
     expect(page.get_by_label("Charge to")).to_have_value(re.compile(r"^[0-9a-f]{32}$"))
@@ -356,6 +355,103 @@ def test_a_team_pays_for_a_job_submitted_for_it(tab: Tab, fake_ai: FakeOpenAI) -
     expect(row).to_contain_text("Research")
     expect(row).to_contain_text("4 credits")
     tab.axe("teams")
+
+
+def test_an_owner_adds_changes_and_removes_a_member(
+    tab: Tab, api: Api, browser: Any, console: ConsoleServer
+) -> None:
+    page = tab.page
+    sign_up(tab)
+    member = api.signup()[1]["username"]
+    tab.go("/teams")
+    page.get_by_label("Name of the new team").fill("Roster")
+    page.get_by_role("button", name="Create team").click()
+    expect(page.get_by_role("heading", name="Roster", level=1)).to_be_visible()
+
+    # Add: an owner may give any role; limits are sent only when filled.
+    add = page.locator("#add-member")
+    expect(add.get_by_label("Role").locator("option")).to_have_text(["Member", "Admin", "Owner"])
+    add.get_by_label("Username").fill(f"nobody{uuid.uuid4().hex[:8]}")
+    add.get_by_role("button", name="Add member").click()
+    added = page.locator("#add-member-message")
+    expect(added).to_have_role("alert")
+    expect(added).to_have_text("There is no account with that username.")  # 422
+    add.get_by_label("Username").fill(member)
+    add.get_by_label("Daily limit (credits, optional)").fill("1")
+    with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/members")) as sent:
+        add.get_by_role("button", name="Add member").click()
+    assert sent.value.post_data_json == {"username": member, "role": "member", "daily_limit": 1}
+    expect(added).to_have_role("status")
+    expect(added).to_have_text(f"Added {member} as member.")
+    row = tab.member_row(member)
+    expect(row.locator("td")).to_have_text(
+        [member, "Member", "1", "No limit", "0", "0", re.compile(r" UTC$"), re.compile(r"^Edit.*Remove$")]
+    )
+    expect(page.locator("#team-balance")).to_contain_text("2 members.")
+
+    # Change the role in the page's own form: only the changed field is sent.
+    row.get_by_role("button", name=f"Edit {member}").click()
+    edit = page.locator("form", has=page.get_by_role("heading", name=f"Change {member}"))
+    expect(edit.get_by_label("Role")).to_be_focused()
+    expect(edit.get_by_label("Daily limit (credits)")).to_have_value("1")
+    edit.get_by_label("Role").select_option("admin")
+    tab.axe("team with its member forms open")
+    tab.shot("team")
+    with page.expect_request(lambda r: r.method == "PATCH") as changed:
+        edit.get_by_role("button", name="Save changes").click()
+    assert changed.value.post_data_json == {"role": "admin"}
+    roster = page.locator("#roster-message")
+    expect(roster).to_have_text(f"Saved {member}: Admin; daily limit 1 credit; monthly limit none.")
+    expect(roster).to_have_role("status")
+    expect(row.locator("td").nth(1)).to_have_text("Admin")
+    expect(row.get_by_role("button", name=f"Edit {member}")).to_be_focused()
+    add.get_by_label("Username").fill(member)
+    add.get_by_role("button", name="Add member").click()
+    expect(added).to_have_text("That person is already a member of this team.")  # 409
+
+    # The new admin's view: no controls on the owner's row, no owner role to give.
+    admin = new_tab(browser, console.url)
+    try:
+        admin.open("/signin")
+        sign_in(admin, member)
+        expect(admin.page.get_by_role("heading", name="Credits", level=1)).to_be_visible()
+        admin.go(page.url.split("#", 1)[1])
+        expect(admin.member_row(member).get_by_role("button", name="Leave team")).to_be_visible()
+        expect(admin.member_row(member).get_by_role("button", name=f"Edit {member}")).to_be_visible()
+        owner_row = admin.page.locator("#members tbody tr", has_text="Owner")
+        expect(owner_row.get_by_role("button")).to_have_count(0)
+        expect(admin.page.locator("#add-member").get_by_label("Role").locator("option")).to_have_text(
+            ["Member", "Admin"]
+        )
+    finally:
+        admin.page.context.close()
+    assert not admin.errors, admin.errors
+
+    # The only owner cannot leave: 409 last_owner, in words.
+    me = page.locator("#members tbody tr", has_text="(you)")
+    me.get_by_role("button", name="Leave team").click()
+    me.get_by_role("button", name="Yes, leave").click()
+    expect(roster).to_have_text("A team needs an owner: make someone else owner first.")
+    expect(roster).to_have_role("alert")
+    expect(me.get_by_role("button", name="Leave team")).to_be_focused()
+
+    # Remove, confirmed in the page, by keyboard.
+    row.get_by_role("button", name=f"Remove {member}").click()
+    expect(row.get_by_role("button", name=f"Yes, remove {member}")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(roster).to_have_text(f"{member} was removed from the team.")
+    expect(page.locator("#members tbody tr")).to_have_count(1)
+    expect(page.locator("#team-balance")).to_contain_text("1 member.")
+
+    # With another owner, leaving is allowed, and the page goes back to the list.
+    add.get_by_label("Username").fill(member)
+    add.get_by_label("Role").select_option("owner")
+    add.get_by_role("button", name="Add member").click()
+    expect(tab.member_row(member).locator("td").nth(1)).to_have_text("Owner")
+    me.get_by_role("button", name="Leave team").click()
+    me.get_by_role("button", name="Yes, leave").click()
+    page.wait_for_url(re.compile(r"#/teams$"))
+    expect(page.locator("#teams tbody")).to_have_text("You are in no team yet.")
 
 
 def test_firebase_sign_in_through_the_auth_emulator(tab: Tab, stack: Stack) -> None:

@@ -57,6 +57,10 @@ class Tab:
         ]
         assert not blocking, f"axe-core on the {name} page:\n" + "\n".join(blocking)
 
+    def member_row(self, username: str) -> Any:
+        """A row of a team page's roster (``#members``), by the member's username."""
+        return self.page.locator(f'#members tbody tr[data-username="{username}"]')
+
     def shot(self, name: str) -> None:
         """A screenshot for the README, only when asked (a normal run leaves the tree clean)."""
         if not os.environ.get("AIJOBS_SCREENSHOTS"):

@@ -82,6 +82,10 @@ export class Api {
     return this.call("POST", path, { ...options, body });
   }
 
+  patch(path, body, options = {}) {
+    return this.call("PATCH", path, { ...options, body });
+  }
+
   delete(path, options = {}) {
     return this.call("DELETE", path, options);
   }

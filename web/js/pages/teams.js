@@ -1,5 +1,6 @@
 // Teams (where the API has them): the caller's teams with their pools' balances, a new team, one
-// team's members, moving credits into its pool, and a link to submit a job charged to it.
+// team's members (added, changed and removed by owners and admins; anyone may leave), moving
+// credits into its pool, and a link to submit a job charged to it.
 import { field, formatTime, h, messageBox, pageHeading, plural, words } from "../dom.js";
 import { describeError } from "../errors.js";
 
@@ -61,37 +62,278 @@ async function list(ctx) {
   );
 }
 
+const ROLES = ["member", "admin", "owner"];
+
+/** A limit input's value as the API takes it: empty is no limit (null), else whole credits. */
+function limitValue(input) {
+  const text = input.value.trim();
+  return text === "" ? null : Number.parseInt(text, 10);
+}
+
+function limitInput(value = null) {
+  return h("input", {
+    type: "number",
+    step: "1",
+    min: "0",
+    max: "1000000000",
+    inputmode: "numeric",
+    value: value === null ? undefined : String(value),
+  });
+}
+
+function limitWords(limit) {
+  return limit === null ? "none" : plural(limit, "credit");
+}
+
+/** The roles the caller may give: owners any, admins admins and members (the API's rule). */
+function roleSelect(callerRole, current = "member") {
+  const offered = ROLES.filter((r) => r !== "owner" || callerRole === "owner" || current === "owner");
+  return h(
+    "select",
+    {},
+    ...offered.map((r) => h("option", { value: r, selected: r === current }, words(r))),
+  );
+}
+
 async function one(ctx, id) {
   const { api, signal } = ctx;
   const message = messageBox();
+  const rosterMessage = messageBox();
+  const addMessage = messageBox();
+  rosterMessage.el.id = "roster-message";
+  addMessage.el.id = "add-member-message";
   const heading = pageHeading("Team");
   const summary = h("p", { class: "big", id: "team-balance" });
   const members = h("tbody");
   const amount = h("input", { type: "number", step: "1", min: "1", required: true, inputmode: "numeric" });
+  const membersHeading = h("h2", { tabindex: "-1" }, "Members");
+  const editArea = h("div", { id: "member-edit" });
+  const addArea = h("section", { "aria-labelledby": "add-member-heading", hidden: true });
+  const me = await ctx.me();
+  let callerRole = "member";
+  let editing = null; // the username whose edit form is open
+
+  const manages = (m) => callerRole === "owner" || (callerRole === "admin" && m.role !== "owner");
 
   async function reload() {
     const [team, list] = await Promise.all([
       api.get(`/teams/${id}`, { signal }),
       api.get(`/teams/${id}/members`, { signal }),
     ]);
+    callerRole = team.role;
     heading.textContent = team.name;
     summary.textContent = `Team balance: ${plural(team.credits, "credit")}. Your role: ${words(team.role)}. ${plural(team.members, "member")}.`;
-    members.replaceChildren(
-      ...list.members.map((m) =>
-        h(
-          "tr",
-          {},
-          h("td", {}, m.username),
-          h("td", {}, words(m.role)),
-          h("td", { class: "num" }, m.daily_limit === null ? "No limit" : String(m.daily_limit)),
-          h("td", { class: "num" }, m.monthly_limit === null ? "No limit" : String(m.monthly_limit)),
-          h("td", { class: "num" }, String(m.spent_today)),
-          h("td", { class: "num" }, String(m.spent_this_month)),
-          h("td", {}, formatTime(m.joined_at)),
-        ),
-      ),
-    );
+    members.replaceChildren(...list.members.map((m) => memberRow(m)));
+    const open = list.members.find((m) => m.username === editing && manages(m));
+    if (open) showEdit(open, false);
+    else closeEdit(false);
+    if (callerRole === "owner" || callerRole === "admin") {
+      if (addArea.hidden || addArea.dataset.role !== callerRole) addArea.replaceChildren(...addForm());
+      addArea.dataset.role = callerRole;
+      addArea.hidden = false;
+    } else {
+      addArea.hidden = true;
+      addArea.replaceChildren();
+    }
     return team;
+  }
+
+  function memberRow(m) {
+    const self = m.username === me.username;
+    const cell = h("div", { class: "row-actions" });
+    const buttons = [];
+    if (manages(m)) {
+      buttons.push(
+        h(
+          "button",
+          {
+            type: "button",
+            class: "secondary small",
+            "aria-label": `Edit ${m.username}`,
+            "aria-expanded": editing === m.username ? "true" : "false",
+            "aria-controls": "member-edit",
+            dataset: { edit: m.username },
+            onclick: () => showEdit(m, true),
+          },
+          "Edit",
+        ),
+      );
+    }
+    if (self || manages(m)) buttons.push(removeButton(m, self, cell, () => cell.replaceChildren(...buttons)));
+    cell.append(...buttons);
+    return h(
+      "tr",
+      { dataset: { username: m.username } },
+      h("td", {}, m.username, self ? " (you)" : ""),
+      h("td", {}, words(m.role)),
+      h("td", { class: "num" }, m.daily_limit === null ? "No limit" : String(m.daily_limit)),
+      h("td", { class: "num" }, m.monthly_limit === null ? "No limit" : String(m.monthly_limit)),
+      h("td", { class: "num" }, String(m.spent_today)),
+      h("td", { class: "num" }, String(m.spent_this_month)),
+      h("td", {}, formatTime(m.joined_at)),
+      h("td", {}, cell),
+    );
+  }
+
+  // Two steps instead of window.confirm (as a job's delete): the question is part of the page.
+  function removeButton(m, self, cell, restore) {
+    const label = self ? "Leave team" : "Remove";
+    const ask = h(
+      "button",
+      { type: "button", class: "danger small", "aria-label": self ? null : `Remove ${m.username}` },
+      label,
+    );
+    ask.addEventListener("click", () => {
+      const yes = h("button", { type: "button", class: "danger small" }, self ? "Yes, leave" : `Yes, remove ${m.username}`);
+      const no = h("button", { type: "button", class: "secondary small" }, self ? "Stay" : "Keep");
+      yes.addEventListener("click", async () => {
+        rosterMessage.clear();
+        try {
+          await api.delete(`/teams/${id}/members/${encodeURIComponent(m.username)}`, { signal });
+          if (self) {
+            ctx.navigate("/teams");
+            return;
+          }
+          if (editing === m.username) editing = null;
+          await reload();
+          rosterMessage.ok(`${m.username} was removed from the team.`);
+          membersHeading.focus();
+        } catch (error) {
+          rosterMessage.error(describeError(error));
+          restore();
+          cell.querySelector("button.danger")?.focus();
+        }
+      });
+      no.addEventListener("click", () => {
+        restore();
+        cell.querySelector("button.danger")?.focus();
+      });
+      cell.replaceChildren(
+        h("span", {}, self ? "Leave this team? " : `Remove ${m.username} from this team? `),
+        yes,
+        no,
+      );
+      yes.focus();
+    });
+    return ask;
+  }
+
+  function closeEdit(focusBack) {
+    const was = editing;
+    editing = null;
+    editArea.replaceChildren();
+    for (const b of members.querySelectorAll("button[data-edit]")) b.setAttribute("aria-expanded", "false");
+    if (focusBack && was) members.querySelector(`button[data-edit="${CSS.escape(was)}"]`)?.focus();
+  }
+
+  function showEdit(m, focus) {
+    editing = m.username;
+    for (const b of members.querySelectorAll("button[data-edit]")) {
+      b.setAttribute("aria-expanded", b.dataset.edit === m.username ? "true" : "false");
+    }
+    const role = roleSelect(callerRole, m.role);
+    const daily = limitInput(m.daily_limit);
+    const monthly = limitInput(m.monthly_limit);
+    const editMessage = messageBox();
+    const headingId = "edit-member-heading";
+    const form = h(
+      "form",
+      {
+        "aria-labelledby": headingId,
+        onsubmit: async (event) => {
+          event.preventDefault();
+          editMessage.clear();
+          const body = {};
+          if (role.value !== m.role) body.role = role.value;
+          if (limitValue(daily) !== m.daily_limit) body.daily_limit = limitValue(daily);
+          if (limitValue(monthly) !== m.monthly_limit) body.monthly_limit = limitValue(monthly);
+          if (!Object.keys(body).length) {
+            editMessage.ok("Nothing changed.");
+            return;
+          }
+          try {
+            const saved = await api.patch(`/teams/${id}/members/${encodeURIComponent(m.username)}`, body, { signal });
+            editing = null;
+            await reload();
+            rosterMessage.ok(
+              `Saved ${saved.username}: ${words(saved.role)}; daily limit ${limitWords(saved.daily_limit)}; monthly limit ${limitWords(saved.monthly_limit)}.`,
+            );
+            members.querySelector(`button[data-edit="${CSS.escape(saved.username)}"]`)?.focus();
+          } catch (error) {
+            editMessage.error(describeError(error));
+          }
+        },
+      },
+      h("h3", { id: headingId }, `Change ${m.username}`),
+      h(
+        "div",
+        { class: "inline-fields" },
+        field("Role", role),
+        field("Daily limit (credits)", daily, "Empty: no limit."),
+        field("Monthly limit (credits)", monthly, "Empty: no limit."),
+      ),
+      h(
+        "div",
+        { class: "actions" },
+        h("button", { type: "submit" }, "Save changes"),
+        h("button", { type: "button", class: "secondary", onclick: () => closeEdit(true) }, "Cancel"),
+      ),
+      editMessage.el,
+    );
+    form.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") closeEdit(true);
+    });
+    editArea.replaceChildren(h("div", { class: "card wide" }, form));
+    if (focus) role.focus();
+  }
+
+  function addForm() {
+    const username = h("input", {
+      type: "text",
+      required: true,
+      minlength: "3",
+      maxlength: "32",
+      autocomplete: "off",
+      spellcheck: "false",
+    });
+    const role = roleSelect(callerRole);
+    const daily = limitInput();
+    const monthly = limitInput();
+    const form = h(
+      "form",
+      {
+        id: "add-member",
+        "aria-labelledby": "add-member-heading",
+        onsubmit: async (event) => {
+          event.preventDefault();
+          addMessage.clear();
+          const body = { username: username.value.trim(), role: role.value };
+          // Limits only when filled: left out, the member has none.
+          if (limitValue(daily) !== null) body.daily_limit = limitValue(daily);
+          if (limitValue(monthly) !== null) body.monthly_limit = limitValue(monthly);
+          try {
+            const added = await api.post(`/teams/${id}/members`, body, { signal });
+            username.value = "";
+            daily.value = "";
+            monthly.value = "";
+            await reload();
+            addMessage.ok(`Added ${added.username} as ${words(added.role).toLowerCase()}.`);
+          } catch (error) {
+            addMessage.error(describeError(error));
+          }
+        },
+      },
+      h(
+        "div",
+        { class: "inline-fields" },
+        field("Username", username),
+        field("Role", role),
+        field("Daily limit (credits, optional)", daily, "Empty: no limit."),
+        field("Monthly limit (credits, optional)", monthly, "Empty: no limit."),
+      ),
+      h("div", { class: "actions" }, h("button", { type: "submit" }, "Add member")),
+    );
+    return [h("h2", { id: "add-member-heading" }, "Add a member"), form, addMessage.el];
   }
 
   // One transfer id per transfer the person means: a retry after a lost answer moves credits once.
@@ -134,7 +376,7 @@ async function one(ctx, id) {
     h("p", {}, h("a", { class: "button", href: `#/submit?team_id=${id}` }, "Submit a job charged to this team")),
     h("h2", {}, "Add credits"),
     transfer,
-    h("h2", {}, "Members"),
+    membersHeading,
     h(
       "table",
       { id: "members" },
@@ -142,10 +384,19 @@ async function one(ctx, id) {
       h(
         "thead",
         {},
-        h("tr", {}, ...["Member", "Role", "Daily limit", "Monthly limit", "Spent today", "Spent this month", "Joined"].map((c) => h("th", { scope: "col" }, c))),
+        h(
+          "tr",
+          {},
+          ...["Member", "Role", "Daily limit", "Monthly limit", "Spent today", "Spent this month", "Joined", "Actions"].map((c) =>
+            h("th", { scope: "col" }, c),
+          ),
+        ),
       ),
       members,
     ),
+    rosterMessage.el,
+    editArea,
+    addArea,
   );
   await reload();
 }
