@@ -418,6 +418,8 @@ def test_an_owner_adds_changes_and_removes_a_member(
         admin.go(page.url.split("#", 1)[1])
         expect(admin.member_row(member).get_by_role("button", name="Leave team")).to_be_visible()
         expect(admin.member_row(member).get_by_role("button", name=f"Edit {member}")).to_be_visible()
+        # Only owners move the team's money: an admin is not offered the form.
+        expect(admin.page.get_by_role("button", name="Move credits")).to_have_count(0)
         owner_row = admin.page.locator("#members tbody tr", has_text="Owner")
         expect(owner_row.get_by_role("button")).to_have_count(0)
         expect(admin.page.locator("#add-member").get_by_label("Role").locator("option")).to_have_text(

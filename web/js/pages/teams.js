@@ -109,6 +109,7 @@ async function one(ctx, id) {
   const membersHeading = h("h2", { tabindex: "-1" }, "Members");
   const editArea = h("div", { id: "member-edit" });
   const addArea = h("section", { "aria-labelledby": "add-member-heading", hidden: true });
+  const creditsArea = h("section", { "aria-labelledby": "add-credits-heading", hidden: true });
   const me = await ctx.me();
   let callerRole = "member";
   let editing = null; // the username whose edit form is open
@@ -121,6 +122,7 @@ async function one(ctx, id) {
       api.get(`/teams/${id}/members`, { signal }),
     ]);
     callerRole = team.role;
+    creditsArea.hidden = callerRole !== "owner";
     heading.textContent = team.name;
     summary.textContent = `Team balance: ${plural(team.credits, "credit")}. Your role: ${words(team.role)}. ${plural(team.members, "member")}.`;
     members.replaceChildren(...list.members.map((m) => memberRow(m)));
@@ -368,14 +370,16 @@ async function one(ctx, id) {
     h("div", { class: "actions" }, h("button", { type: "submit" }, "Move credits")),
   );
 
+  // Only owners move a team's money (the API refuses others): the form is theirs alone.
+  creditsArea.append(h("h2", { id: "add-credits-heading" }, "Add credits"), transfer);
+
   ctx.main.append(
     heading,
     h("p", {}, h("a", { href: "#/teams" }, "All teams")),
     summary,
     message.el,
     h("p", {}, h("a", { class: "button", href: `#/submit?team_id=${id}` }, "Submit a job charged to this team")),
-    h("h2", {}, "Add credits"),
-    transfer,
+    creditsArea,
     membersHeading,
     h(
       "table",
