@@ -24,6 +24,7 @@ from __future__ import annotations
 import bisect
 import re
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
@@ -58,14 +59,17 @@ def day_ref(user_id: str, day: str, shard: int) -> firestore.DocumentReference:
     return days(user_id).document(f"{day}-{shard}")
 
 
-def _fields(user_id: str, at: datetime, counts: dict[str, int]) -> dict[str, Any]:
-    fields: dict[str, Any] = {"user_id": user_id, "day": day_of(at), "week": week_of(at)}
+def day_fields(keys: dict[str, str], at: datetime, counts: Mapping[str, int | str]) -> dict[str, Any]:
+    """A day counter document's fields for ``set(merge=True)``: whose it is (``keys``), its day
+    and week, and each count path (``"jobs.chat"``) as a nested ``Increment``; a string is set
+    as it is (a name shown beside its counts). The teams' counters are written the same way."""
+    fields: dict[str, Any] = {**keys, "day": day_of(at), "week": week_of(at)}
     for path, amount in counts.items():
         node = fields
         *parents, leaf = path.split(".")
         for parent in parents:
             node = node.setdefault(parent, {})
-        node[leaf] = firestore.Increment(amount)
+        node[leaf] = amount if isinstance(amount, str) else firestore.Increment(amount)
     return fields
 
 
@@ -73,7 +77,7 @@ def _bump(
     batch: firestore.WriteBatch, user_id: str, at: datetime, shard: int, counts: dict[str, int]
 ) -> None:
     # set(merge=True) creates the document on first use; Increment adds to what is there.
-    batch.set(day_ref(user_id, day_of(at), shard), _fields(user_id, at, counts), merge=True)
+    batch.set(day_ref(user_id, day_of(at), shard), day_fields({"user_id": user_id}, at, counts), merge=True)
 
 
 def minute_of(at: datetime) -> str:
@@ -101,7 +105,7 @@ def stage_submitted(
         increments = {path: firestore.Increment(n) for path, n in counts.items()}
         batch.update(seen.reference, increments, option=unchanged(seen))
     else:
-        batch.create(seen.reference, _fields(user_id, at, counts))
+        batch.create(seen.reference, day_fields({"user_id": user_id}, at, counts))
 
 
 def stage_batch_submitted(

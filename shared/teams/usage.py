@@ -32,13 +32,7 @@ def _days(team_id: str) -> firestore.CollectionReference:
 def _bump(
     batch: firestore.WriteBatch, team_id: str, at: datetime, shard: int, counts: dict[str, Any]
 ) -> None:
-    fields: dict[str, Any] = {"team_id": team_id, "day": usage.day_of(at), "week": usage.week_of(at)}
-    for path, amount in counts.items():
-        node = fields
-        *parents, leaf = path.split(".")
-        for parent in parents:
-            node = node.setdefault(parent, {})
-        node[leaf] = amount if isinstance(amount, str) else firestore.Increment(amount)
+    fields = usage.day_fields({"team_id": team_id}, at, counts)
     batch.set(_days(team_id).document(f"{usage.day_of(at)}-{shard}"), fields, merge=True)
 
 
